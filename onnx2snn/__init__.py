@@ -1,0 +1,24 @@
+"""onnx2snn: convert ReLU networks in ONNX into spiking networks of integrate-and-fire neurons.
+
+    >>> import onnx2snn
+    >>> result = onnx2snn.convert("models/digits_cnn.onnx", "models/digits_cnn.calib.npz",
+    ...                           onnx2snn.Config(T=16), data="models/digits_cnn.test.npz")
+    >>> onnx2snn.save_model(result.snn, "digits_cnn.snn.onnx")
+"""
+
+__version__ = "0.1.0"
+
+from .config import Config, Granularity  # noqa: E402
+from .errors import (  # noqa: E402
+    CalibrationError, ConfigError, DataError, ModelLoadError, Onnx2SnnError, OutputError,
+    UnsupportedModelError)
+from .evaluation import Evaluation, evaluate  # noqa: E402
+from .export import save_model  # noqa: E402
+from .pipeline import Result, convert  # noqa: E402
+from .runtime import simulate  # noqa: E402
+
+__all__ = [
+    "CalibrationError", "Config", "ConfigError", "DataError", "Evaluation", "Granularity",
+    "ModelLoadError", "Onnx2SnnError", "OutputError", "Result", "UnsupportedModelError",
+    "__version__", "convert", "evaluate", "save_model", "simulate",
+]

@@ -1,0 +1,132 @@
+"""The one configuration object, frozen and validated once at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+from .errors import ConfigError
+
+MAX_T = 4096
+
+
+class Method(enum.Enum):
+    """How thresholds and initial potentials are chosen.
+
+    DUAL_PHASE is onnx2snn's method (phase 1 + phase 2); the others are the published baselines,
+    kept selectable so comparisons are reproducible in one tool:
+    MAX_NORM (Diehl et al. 2015): theta = max activation, v(0) = 0;
+    PERCENTILE (Rueckauer et al. 2017): theta = 99.9th percentile, v(0) = 0;
+    PERCENTILE_HALF (Deng & Gu 2021, Bu et al. 2022): 99.9th percentile and v(0) = theta / 2.
+    """
+
+    DUAL_PHASE = "dual-phase"
+    MAX_NORM = "max"
+    PERCENTILE = "percentile"
+    PERCENTILE_HALF = "percentile-half"
+
+
+# method: (percentile, alpha) used when the option is not given
+METHOD_DEFAULTS = {
+    Method.DUAL_PHASE: (97.0, 0.5),  # measured: models/README.md, tools/sweep_percentile.py
+    Method.MAX_NORM: (100.0, 0.0),
+    Method.PERCENTILE: (99.9, 0.0),
+    Method.PERCENTILE_HALF: (99.9, 0.5),
+}
+
+
+class Granularity(enum.Enum):
+    """Whether a spiking layer has one threshold or one per channel (axis 1)."""
+
+    TENSOR = "tensor"
+    CHANNEL = "channel"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Options of one conversion. Invalid values raise :class:`ConfigError` here, nowhere else.
+
+    Attributes:
+        T: time steps of the SNN (1 .. 4096).
+        method: dual-phase (ours) or a baseline (see :class:`Method`).
+        phase: 2 runs phase 2 after phase 1 (dual-phase only); 1 stops after phase 1.
+        percentile: phase 1 threshold = this percentile of a layer's positive activations on the
+            calibration data, in (0, 100]; 100 is the exact maximum (max-norm).
+            None: the method's default (:data:`METHOD_DEFAULTS`).
+        granularity: one threshold per layer or per channel.
+        alpha: initial membrane potential v(0) = alpha * threshold, in [0, 1]; None: the method's.
+        batch_size: samples per onnxruntime call (the SNN runs T * batch_size rows at once).
+        calib_samples: use at most this many calibration samples (None: all of them).
+        histogram_bins: bins of the streaming percentile histogram (resolution 2*max/bins).
+        threads: onnxruntime intra-op threads (None: onnxruntime's default).
+        providers: onnxruntime execution providers in order of preference (None: CPU).
+    """
+
+    T: int = 16
+    method: Method = Method.DUAL_PHASE
+    phase: int = 2
+    percentile: float | None = None
+    granularity: Granularity = Granularity.TENSOR
+    alpha: float | None = None
+    batch_size: int = 64
+    calib_samples: int | None = None
+    histogram_bins: int = 2048
+    threads: int | None = None
+    providers: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if isinstance(self.granularity, str):
+            object.__setattr__(self, "granularity", _parse_enum(Granularity, self.granularity))
+        if isinstance(self.method, str):
+            object.__setattr__(self, "method", _parse_enum(Method, self.method))
+        default_percentile, default_alpha = METHOD_DEFAULTS[self.method]
+        if self.percentile is None:
+            object.__setattr__(self, "percentile", default_percentile)
+        if self.alpha is None:
+            object.__setattr__(self, "alpha", default_alpha)
+        _check_int("T", self.T, 1, MAX_T, "the number of SNN time steps, e.g. -T 16")
+        if self.phase not in (1, 2) or isinstance(self.phase, bool):
+            raise ConfigError(f"phase={self.phase!r} must be 1 (thresholds only) or 2 (with error optimisation)")
+        _check_float("percentile", self.percentile, 0.0, 100.0, low_open=True,
+                     hint="use a value in (0, 100], e.g. 99.99; 100 means the maximum")
+        _check_float("alpha", self.alpha, 0.0, 1.0, hint="use 0.5 (half a threshold)")
+        _check_int("batch_size", self.batch_size, 1, 1 << 20, "e.g. --batch-size 64")
+        if self.calib_samples is not None:
+            _check_int("calib_samples", self.calib_samples, 1, 1 << 31, "e.g. --calib-samples 1000")
+        _check_int("histogram_bins", self.histogram_bins, 16, 1 << 20, "e.g. 2048")
+        if self.threads is not None:
+            _check_int("threads", self.threads, 1, 1024, "e.g. --threads 2")
+        if self.providers is not None:
+            object.__setattr__(self, "providers", tuple(self.providers))
+
+    @property
+    def runs_phase2(self) -> bool:
+        return self.method is Method.DUAL_PHASE and self.phase == 2
+
+    def replace(self, **changes) -> Config:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse_enum(cls, value):
+    try:
+        return cls(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in cls)
+        raise ConfigError(f"{cls.__name__.lower()} '{value}' is not one of: {choices}") from None
+
+
+def _check_int(name, value, low, high, hint):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}; {hint}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range [{low}, {high}]; {hint}")
+
+
+def _check_float(name, value, low, high, hint, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}; {hint}")
+    if value > high or value < low or (low_open and value == low):
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name}={value} is out of range {bracket}{low}, {high}]; {hint}")

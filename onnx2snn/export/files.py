@@ -1,0 +1,52 @@
+"""Atomic file output and saving converted models."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from ..errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb"):
+    """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"output folder '{folder}' does not exist; create it or choose another -o")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write in '{folder}' ({exc.strerror}); choose a writable -o") from None
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically; never over the ``source`` model file."""
+    path = Path(path)
+    if source is not None and path.exists() and path.resolve() == Path(source).resolve():
+        raise OutputError(f"output '{path}' is the input model; choose another -o")
+    if path.is_dir():
+        raise OutputError(f"output '{path}' is a directory; pass a file name such as model.snn.onnx")
+    with atomic_write(path) as handle:
+        handle.write(model.SerializeToString())
+    return path

@@ -1,0 +1,128 @@
+"""The ``onnx2snn.IFNeuron`` operator: attributes, ONNX function body and numpy reference.
+
+Semantics (integrate-and-fire, reset by subtraction, time-batched)::
+
+    IFNeuron(X, threshold, v0) -> (Y, V)          attribute T (int >= 1)
+
+    X          input current, shape [T*B, ...], time-major: rows t*B .. t*B+B-1 are step t
+    threshold  theta > 0, broadcastable to one step [B, ...] (scalar, per channel or per neuron)
+    v0         initial membrane potential v(0), broadcastable to [B, ...]
+    Y          spikes, shape of X: Y_t = theta * [u_t >= theta]   (a spike carries theta)
+    V          membrane potential after the last step, shape [B, ...]
+
+    u_t = v_{t-1} + X_t ;  Y_t = theta * [u_t >= theta] ;  v_t = u_t - Y_t ;  v_{-1} = v0
+
+The whole time loop of one layer is inside the op, so a converted model maps the ANN input to the
+T-step SNN output in one call. The ONNX function body unrolls the loop for the file's T with
+standard ops (Split, Add, GreaterOrEqual, Where, Sub, Concat), so a converted file runs in a plain
+``onnxruntime.InferenceSession`` and passes ``onnx.checker.check_model(full_check=True)``.
+The numpy reference (:func:`if_forward`, :class:`IFNeuron`) performs the same float
+operations in the same order; it is what tests and phase 2 use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+from onnx.reference.op_run import OpRun
+
+DOMAIN = "onnx2snn"
+OP_TYPE = "IFNeuron"
+DOMAIN_VERSION = 1
+INPUTS = ("X", "threshold", "v0")
+OUTPUTS = ("Y", "V")
+ATTR_T = "T"
+
+
+def if_forward(x: np.ndarray, threshold: np.ndarray, v0: np.ndarray, T: int):
+    """Numpy reference of IFNeuron.
+
+    Preconditions: ``x.shape[0]`` is a multiple of ``T`` (time-major), ``threshold > 0``.
+    Returns ``(spikes, v_final)`` with ``spikes.shape == x.shape``.
+    """
+    if T < 1 or x.shape[0] % T:
+        raise ValueError(f"IFNeuron: leading dimension {x.shape[0]} is not a multiple of T={T}")
+    steps = np.split(x, T, axis=0)
+    dtype = x.dtype
+    theta = np.asarray(threshold, dtype=dtype)
+    zero = theta - theta
+    v = np.asarray(v0, dtype=dtype)
+    out = []
+    for x_t in steps:
+        u = v + x_t
+        s = np.where(u >= theta, theta, zero).astype(dtype, copy=False)
+        v = u - s
+        out.append(s)
+    return np.concatenate(out, axis=0), v
+
+
+class IFNeuron(OpRun):
+    """``onnx.reference`` implementation: ``ReferenceEvaluator(model, new_ops=[IFNeuron])``.
+
+    ``onnx.reference`` matches a new op by ``(op_domain, class name)``, hence the class name.
+    """
+
+    op_domain = DOMAIN
+
+    def _run(self, x, threshold, v0, T=None):  # noqa: N803 - ONNX attribute name
+        return if_forward(x, threshold, v0, int(T))
+
+
+def make_node(name: str, current: str, threshold: str, v0: str, spikes: str, T: int,
+              final_potential: str = "") -> onnx.NodeProto:
+    """One IFNeuron node; ``final_potential`` empty means the V output is not produced."""
+    outputs = [spikes] + ([final_potential] if final_potential else [])
+    return helper.make_node(OP_TYPE, [current, threshold, v0], outputs, name=name,
+                            domain=DOMAIN, T=int(T))
+
+
+def make_function(T: int, opset: int) -> onnx.FunctionProto:
+    """The model-local function defining IFNeuron for a fixed ``T``, in ONNX ``opset`` (>= 13).
+
+    The loop over time is unrolled: ``4*T + 3`` standard nodes, no control flow.
+    """
+    if opset < 13:
+        raise ValueError("IFNeuron function bodies need ONNX opset >= 13")
+    steps = [f"x{t}" for t in range(T)]
+    split_kwargs = {"num_outputs": T} if opset >= 18 else {}
+    nodes = [
+        helper.make_node("Sub", ["threshold", "threshold"], ["zero"], name="zero"),
+        helper.make_node("Split", ["X"], steps, name="split", axis=0, **split_kwargs),
+    ]
+    v_prev = "v0"
+    for t in range(T):
+        nodes += [
+            helper.make_node("Add", [v_prev, steps[t]], [f"u{t}"], name=f"integrate{t}"),
+            helper.make_node("GreaterOrEqual", [f"u{t}", "threshold"], [f"f{t}"], name=f"fire{t}"),
+            helper.make_node("Where", [f"f{t}", "threshold", "zero"], [f"s{t}"], name=f"spike{t}"),
+            helper.make_node("Sub", [f"u{t}", f"s{t}"], [f"m{t}"], name=f"reset{t}"),
+        ]
+        v_prev = f"m{t}"
+    nodes += [
+        helper.make_node("Concat", [f"s{t}" for t in range(T)], ["Y"], name="spikes", axis=0),
+        helper.make_node("Identity", [v_prev], ["V"], name="final_potential"),
+    ]
+    return helper.make_function(
+        DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), nodes,
+        opset_imports=[helper.make_opsetid("", opset)], attributes=[ATTR_T],
+    )
+
+
+def install(model: onnx.ModelProto, T: int) -> onnx.ModelProto:
+    """Add (or replace) the IFNeuron function for ``T`` and the ``onnx2snn`` opset import in place."""
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    kept = [f for f in model.functions if (f.domain, f.name) != (DOMAIN, OP_TYPE)]
+    del model.functions[:]
+    model.functions.extend(kept + [make_function(T, opset)])
+    if not any(o.domain == DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
+    return model
+
+
+def time_steps(model: onnx.ModelProto) -> int | None:
+    """T of a converted model (from its IFNeuron nodes), or None if it has none."""
+    for node in model.graph.node:
+        if node.domain == DOMAIN and node.op_type == OP_TYPE:
+            return next(a.i for a in node.attribute if a.name == ATTR_T)
+    return None

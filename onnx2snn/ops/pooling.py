@@ -1,0 +1,16 @@
+"""Pooling family.
+
+Average pooling is linear (a fixed weighted sum), so it acts on spike trains unchanged. Max pooling
+is not: a max over binary spikes is an OR and over-counts; it needs a spiking max-pool.
+"""
+
+from __future__ import annotations
+
+from .registry import OpSpec, Role, register
+
+register(
+    OpSpec("AveragePool", Role.LINEAR),
+    OpSpec("GlobalAveragePool", Role.LINEAR),
+    OpSpec("MaxPool", Role.MAXPOOL),
+    OpSpec("GlobalMaxPool", Role.MAXPOOL),
+)

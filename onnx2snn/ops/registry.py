@@ -1,0 +1,97 @@
+"""Registry of the ONNX ops onnx2snn knows, keyed by (domain, op type).
+
+Every op is registered with a :class:`Role` that says how it can take part in a spiking network.
+A node's *dynamic* inputs are the ones that vary over time steps (they depend on a spiking layer);
+checks receive the set of dynamic tensor names and return why a node cannot act on spike trains
+(or None when it can).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+
+class Role(enum.Enum):
+    ACTIVATION = "activation"  # ReLU and exact equivalents: becomes an IF neuron
+    WEIGHTED = "weighted"  # has synapses (Conv, Gemm, MatMul): affine, a layer of the network
+    LINEAR = "linear"  # affine in its dynamic inputs and keeps axis 0 (batch) apart
+    MAXPOOL = "maxpool"  # max over a window: needs a spiking max-pool
+    SHAPE = "shape"  # reads only the shape of its input (Shape, Size)
+    NONLINEAR = "nonlinear"  # an activation that no IF neuron can reproduce
+
+
+Check = Callable[[gs.Node, set], "str | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+    """How one op type takes part in conversion.
+
+    ``check(node, dynamic)`` returns why this node cannot run on spike trains, or None.
+    ``clip_max(node)`` (activations only) returns a trained upper clip value m, or None.
+    ``hint`` says what the user can do when the op is refused.
+    """
+
+    op_type: str
+    role: Role
+    check: Check | None = None
+    clip_max: Callable[[gs.Node], "float | None"] | None = None
+    hint: str = ""
+    domain: str = ""
+
+
+_REGISTRY: dict[tuple[str, str], OpSpec] = {}
+
+
+def register(*specs: OpSpec) -> None:
+    for spec in specs:
+        _REGISTRY[(spec.domain, spec.op_type)] = spec
+
+
+def lookup(node: gs.Node) -> OpSpec | None:
+    domain = "" if node.domain in ("", "ai.onnx", None) else node.domain
+    return _REGISTRY.get((domain, node.op))
+
+
+def known_ops() -> list[tuple[str, str, Role]]:
+    return sorted((d, op, s.role) for (d, op), s in _REGISTRY.items())
+
+
+# ---- helpers shared by the family files ---------------------------------------------------------
+
+def const_value(tensor) -> np.ndarray | None:
+    """The value of a constant tensor input, or None when it is not constant."""
+    if isinstance(tensor, gs.Constant):
+        return np.asarray(tensor.values)
+    return None
+
+
+def is_dynamic(tensor, dynamic: set) -> bool:
+    return tensor is not None and getattr(tensor, "name", "") in dynamic
+
+
+def only_first_dynamic(node: gs.Node, dynamic: set) -> str | None:
+    """Check for ops whose parameters (inputs 1..) must not vary over time."""
+    if any(is_dynamic(t, dynamic) for t in node.inputs[1:]):
+        return "its weights/parameters depend on spiking activity (a product of two signals)"
+    return None
+
+
+def axis_not_batch(axes, rank: int | None) -> bool:
+    """True when none of ``axes`` (possibly negative) is axis 0."""
+    for a in np.atleast_1d(axes).tolist():
+        if a == 0 or (rank is not None and a + rank == 0):
+            return False
+        if a < 0 and rank is None:
+            return False
+    return True
+
+
+def rank_of(tensor) -> int | None:
+    shape = getattr(tensor, "shape", None)
+    return None if shape is None else len(shape)

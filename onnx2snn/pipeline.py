@@ -1,0 +1,75 @@
+"""``convert()``: the stages in order, and nothing else.
+
+    load/normalize -> plan (support check) -> statistics -> thresholds (phase 1)
+    -> calibrate (phase 2) -> rewrite -> evaluate (ANN vs SNN on real inputs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+
+import onnx
+
+from . import evaluation
+from . import calibrate, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
+from .config import Config
+from .data import Dataset, as_dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Result:
+    """Everything a conversion produced; ``snn`` is the converted model."""
+
+    ann: onnx.ModelProto  # the normalised input model
+    snn: onnx.ModelProto
+    plan: plan_mod.Plan
+    params: dict[str, thresholds.LayerParams]
+    stats: dict[str, stats_mod.LayerStats]
+    fits: list[calibrate.LayerFit]  # phase 2, empty when it did not run
+    evaluation: evaluation.Evaluation | None
+    config: Config
+    calib_samples: int
+    seconds: float
+
+
+def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | str | os.PathLike,
+            config: Config | None = None, data: Dataset | dict | str | os.PathLike | None = None,
+            score_output: str | None = None) -> Result:
+    """Convert a ReLU ANN into an IF SNN for ``config.T`` steps and check it on ``data``.
+
+    ``calib`` sets thresholds; ``data`` (optional) is where ANN and SNN are compared.
+    Both may be a :class:`Dataset`, a dict of arrays (``x``/input names, ``y``) or an .npz path.
+    """
+    start = time.perf_counter()
+    config = config or Config()
+    ann = load.normalize(model if isinstance(model, onnx.ModelProto) else load.load_model(model))
+    plan = plan_mod.make_plan(ann)
+    calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
+    log.info("%d spiking layers; calibrating on %d samples", len(plan.layers), len(calib))
+    layer_stats = stats_mod.collect(ann, plan, calib, config)
+    params = thresholds.phase1(plan, layer_stats, config)
+    fits = []
+    if config.runs_phase2:
+        params, fits = calibrate.phase2(ann, plan, params, calib, config)
+    snn = rewrite.to_snn(ann, plan, params, config.T, _metadata(config))
+    check = None
+    if data is not None:
+        check = evaluation.evaluate(ann, snn, as_dataset(data, ann, "test data"), config, score_output)
+    return Result(ann, snn, plan, params, layer_stats, fits, check, config, len(calib),
+                  time.perf_counter() - start)
+
+
+def _metadata(config: Config) -> dict[str, str]:
+    phase2 = "; phase 2: threshold/v(0) search, bias and potential correction" if config.runs_phase2 else ""
+    return {
+        "onnx2snn.method": config.method.value,
+        "onnx2snn.thresholds": f"phase 1: percentile {config.percentile:g} of positive activations, "
+                               f"{config.granularity.value}-wise{phase2}",
+        "onnx2snn.initial_potential": f"{config.alpha:g} * threshold" + (" then calibrated per neuron"
+                                                                          if config.runs_phase2 else ""),
+    }

@@ -1,0 +1,76 @@
+"""Reports of a conversion: a JSON-ready summary and a human-readable table."""
+
+from __future__ import annotations
+
+from . import __version__
+from .pipeline import Result
+
+
+def summary(result: Result, model: str, output: str | None) -> dict:
+    """The conversion as one JSON-serialisable dict (the CLI's ``--json`` object)."""
+    ev = result.evaluation
+    rates = ev.firing_rates if ev else {}
+    fits = {fit.name: fit for fit in result.fits}
+    layers = []
+    for layer in result.plan.layers:
+        p = result.params[layer.name]
+        entry = {"name": layer.name, "op": layer.op_type, "threshold": p.summary(),
+                 "threshold_source": p.source, "firing_rate": rates.get(layer.name), "dead": p.dead}
+        if p.threshold.size > 1:
+            entry["threshold_per_channel"] = [float(v) for v in p.threshold.reshape(-1)]
+        if layer.name in fits:
+            fit = fits[layer.name]
+            entry.update(mse_phase1=fit.mse_phase1, mse_phase2=fit.mse_final)
+        layers.append(entry)
+    return {
+        "model": model,
+        "output": output,
+        "T": result.config.T,
+        "ann_accuracy": ev.ann_accuracy if ev else None,
+        "snn_accuracy": ev.snn_accuracy if ev else None,
+        "accuracy_loss": ev.accuracy_loss if ev else None,
+        "agreement": ev.agreement if ev else None,
+        "data": ev.data if ev else None,
+        "samples": ev.samples if ev else 0,
+        "score_output": ev.score_output if ev else None,
+        "calibration_samples": result.calib_samples,
+        "method": result.config.method.value,
+        "phase": 2 if result.config.runs_phase2 else 1,
+        "percentile": result.config.percentile,
+        "granularity": result.config.granularity.value,
+        "readout_activations": list(result.plan.readout_activations),
+        "layers": layers,
+        "seconds": round(result.seconds, 3),
+        "version": __version__,
+    }
+
+
+def format_text(s: dict) -> str:
+    """A table for people: accuracies, per-layer thresholds and firing rates, the output file."""
+    lines = [f"onnx2snn {s['version']}: {s['model']} -> SNN with T={s['T']} "
+             f"({len(s['layers'])} spiking layers, method {s['method']}, phase {s['phase']}, "
+             f"{s['seconds']:.1f} s)"]
+    if s["samples"]:
+        lines.append(f"evaluated on {s['samples']} samples of {s['data']}")
+        if s["ann_accuracy"] is not None:
+            lines.append(f"  ANN accuracy  {100 * s['ann_accuracy']:6.2f} %")
+            lines.append(f"  SNN accuracy  {100 * s['snn_accuracy']:6.2f} %   "
+                         f"(loss {100 * s['accuracy_loss']:+.2f} points)")
+        else:
+            lines.append("  accuracy: skipped (the data has no labels 'y')")
+        lines.append(f"  agreement     {100 * s['agreement']:6.2f} %   (SNN top-1 == ANN top-1)")
+    width = max([len("layer")] + [len(layer["name"]) for layer in s["layers"]])
+    fitted = any("mse_phase2" in layer for layer in s["layers"])
+    mse = f"  {'MSE phase 1 -> 2':>20}" if fitted else ""
+    lines.append(f"  {'layer':<{width}}  {'threshold':>10}  {'firing rate':>11}{mse}  threshold source")
+    for layer in s["layers"]:
+        rate = "-" if layer["firing_rate"] is None else f"{layer['firing_rate']:.4f}"
+        note = " (never fired on calibration data)" if layer["dead"] else ""
+        mse = f"  {layer['mse_phase1']:>9.4g} -> {layer['mse_phase2']:<7.4g}" if fitted else ""
+        lines.append(f"  {layer['name']:<{width}}  {layer['threshold']:>10.4g}  {rate:>11}{mse}  "
+                     f"{layer['threshold_source']}{note}")
+    if s["readout_activations"]:
+        lines.append(f"  analog readout activations: {', '.join(s['readout_activations'])}")
+    if s["output"]:
+        lines.append(f"SNN written to {s['output']}")
+    return "\n".join(lines)

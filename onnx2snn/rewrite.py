@@ -1,0 +1,155 @@
+"""Stage 5: rewrite the ANN into a time-batched SNN graph.
+
+Layout: every dynamic tensor holds T*B rows, time-major (row t*B + b is sample b at step t).
+
+* Each spiking layer's activation node becomes ``IFNeuron(current, threshold, v0)`` named
+  ``<activation>/if``, writing the activation's output tensor (so downstream nodes are unchanged).
+  A phase-2 bias current is an ``Add`` (``<activation>/if/bias``) on the current, so the user's
+  weights stay as they were.
+* Direct encoding: a current that does not depend on spikes (e.g. the first layer's) is computed
+  once on B rows and repeated T times (``<tensor>/repeat``, a Tile) where a time-batched node or an
+  IF neuron needs it.
+* Readout: where a dynamic tensor reaches a node that is not time-batched, or a graph output, it is
+  replaced by its mean over the T steps (``<tensor>/rate``). Affine ops commute with the mean, so
+  the output layer computes ``W mean_t(s_t) + b`` -- the mean over T of the current reaching it --
+  and non-linear output ops (Softmax, ArgMax, ...) see the averaged value.
+* Max-pooling between spiking layers becomes a spiking max-pool (see :mod:`.ops.spiking_pool`).
+
+The pass ends with ``cleanup().toposort()``; generated names derive from the original ones, so
+the result is deterministic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from . import __version__
+from .errors import UnsupportedModelError
+from .load import infer_shapes
+from .ops import Role, if_neuron, lookup
+from .ops.spiking_pool import spiking_max_pool
+from .ops.time_axis import const, to_steps
+from .plan import Plan
+from .thresholds import LayerParams
+
+
+def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T: int,
+           metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """The SNN for ``T`` steps with the IF parameters ``params`` (by layer name)."""
+    graph = gs.import_onnx(model)
+    for tensor in graph.tensors().values():
+        if tensor.name in plan.time_major and tensor not in graph.outputs:
+            tensor.shape = None  # the ANN's [N, ...] becomes [T*N, ...]; re-inferred at the end
+    nodes = {n.name: n for n in graph.nodes}
+    _insert_readout(graph, plan, T)
+    tiles: dict[str, gs.Variable] = {}
+    for layer in plan.layers:
+        _replace_activation(graph, nodes[layer.name], layer.current, params[layer.name], T, plan, tiles)
+    for name in sorted(plan.time_batched):
+        node = nodes[name]
+        for i, tensor in enumerate(node.inputs):
+            if _needs_repeat(tensor, plan):
+                node.inputs[i] = _repeat(graph, tensor, T, tiles)
+        spec = lookup(node)
+        if spec is not None and spec.role is Role.MAXPOOL:
+            spiking_max_pool(graph, node, T)
+    graph.cleanup().toposort()
+    snn = gs.export_onnx(graph, do_type_check=False)
+    snn.ir_version = max(model.ir_version, 8)
+    if_neuron.install(snn, T)
+    _set_metadata(snn, model, T, metadata or {})
+    return infer_shapes(snn)
+
+
+def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tiles):
+    current = next(t for t in node.inputs if t.name == current_name)
+    base = f"{node.name}/if"
+    dtype = current.dtype if current.dtype is not None else np.float32
+    if p.bias is not None:
+        biased = gs.Variable(f"{base}/biased_current", dtype=dtype)
+        bias = gs.Constant(f"{base}/bias", np.asarray(p.bias, dtype=dtype))
+        graph.nodes.append(gs.Node("Add", f"{base}/bias", inputs=[current, bias], outputs=[biased]))
+        current = biased
+    if current_name not in plan.dynamic:
+        current = _repeat(graph, current, T, tiles)
+    theta = gs.Constant(f"{base}/threshold", np.asarray(p.threshold, dtype=dtype))
+    v0 = gs.Constant(f"{base}/v0", np.asarray(p.v0, dtype=dtype))
+    spikes = node.outputs[0]
+    node.outputs.clear()
+    node.inputs.clear()
+    final = gs.Variable(f"{base}/final_potential", dtype=dtype)
+    graph.nodes.append(gs.Node(if_neuron.OP_TYPE, base, attrs={if_neuron.ATTR_T: int(T)},
+                               inputs=[current, theta, v0], outputs=[spikes, final], domain=if_neuron.DOMAIN))
+
+
+def _needs_repeat(tensor, plan: Plan) -> bool:
+    """A batch-dependent floating-point tensor that is constant over time (computed once)."""
+    if isinstance(tensor, gs.Constant) or not tensor.name or tensor.name in plan.dynamic:
+        return False
+    return tensor.dtype is None or np.issubdtype(np.dtype(tensor.dtype), np.floating)
+
+
+def _repeat(graph, tensor, T, tiles):
+    """``tensor`` [B, ...] repeated T times on axis 0 -> [T*B, ...] (time-major); shared."""
+    if tensor.name in tiles:
+        return tiles[tensor.name]
+    if tensor.shape is None:
+        raise UnsupportedModelError(f"the rank of tensor '{tensor.name}' is unknown after shape "
+                                    "inference; export the model with static ranks")
+    repeats = const(f"{tensor.name}/repeat/repeats", [T] + [1] * (len(tensor.shape) - 1))
+    out = gs.Variable(f"{tensor.name}/repeat", dtype=tensor.dtype)
+    graph.nodes.append(gs.Node("Tile", f"{tensor.name}/repeat", inputs=[tensor, repeats], outputs=[out]))
+    tiles[tensor.name] = out
+    return out
+
+
+def _insert_readout(graph, plan: Plan, T):
+    """Replace dynamic tensors seen by non-time-batched consumers (and outputs) by their T-mean.
+
+    Runs on the ANN graph before any other change: time-batched nodes and spiking activations are
+    the consumers that keep seeing T*B rows."""
+    batched = plan.time_batched | {layer.name for layer in plan.layers}
+    for tensor in [t for t in graph.tensors().values() if t.name in plan.time_major]:
+        readers = [n for n in tensor.outputs if n.name not in batched]
+        is_output = tensor in graph.outputs
+        if not readers and not is_output:
+            continue
+        rate = mean_over_time(graph, tensor, T)
+        for node in readers:
+            node.inputs[node.inputs.index(tensor)] = rate
+        if is_output:
+            graph.outputs[graph.outputs.index(tensor)] = rate
+            rate.name, tensor.name = tensor.name, f"{tensor.name}/spikes"
+            rate.dtype, rate.shape = tensor.dtype, tensor.shape
+
+
+def mean_over_time(graph, tensor, T):
+    """``mean_t x[t*B:(t+1)*B]``: view [T*B, ...] as [T, B, ...], sum axis 0, times 1/T."""
+    base = f"{tensor.name}/rate"
+    dtype = tensor.dtype if tensor.dtype is not None else np.float32
+    steps, _ = to_steps(graph, tensor, T, base)
+    total, out = gs.Variable(f"{base}/sum", dtype=dtype), gs.Variable(base, dtype=dtype)
+    graph.nodes += [
+        gs.Node("ReduceSum", f"{base}/sum", attrs={"keepdims": 0},
+                inputs=[steps, const(f"{base}/axes", [0])], outputs=[total]),
+        gs.Node("Mul", base, inputs=[total, const(f"{base}/scale", 1.0 / T, dtype)], outputs=[out]),
+    ]
+    return out
+
+
+def _set_metadata(snn, ann, T, extra):
+    props = {p.key: p.value for p in ann.metadata_props}
+    props.update({
+        "onnx2snn.version": __version__,
+        "onnx2snn.T": str(T),
+        "onnx2snn.neuron": "integrate-and-fire, reset by subtraction, spike value = threshold",
+        "onnx2snn.encoding": "direct (analog input at every step)",
+        "onnx2snn.layout": "IFNeuron tensors hold T*B rows, time-major",
+        "onnx2snn.output": "mean over T of the current reaching the output",
+    })
+    props.update(extra)
+    del snn.metadata_props[:]
+    for key in sorted(props):
+        snn.metadata_props.add(key=key, value=props[key])

@@ -1,0 +1,111 @@
+"""Execution with onnxruntime: sessions, batched runs, exposing intermediate tensors.
+
+A converted model is an ordinary ONNX model: its IFNeuron nodes carry the whole time loop (T steps
+stacked time-major on axis 0), so one ``run()`` maps an ANN input batch [B, ...] to the SNN output
+averaged over T. onnxruntime executes the IFNeuron function body; no custom-op library is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from .config import Config
+from .data import Dataset, as_dataset
+from .ops import if_neuron
+from .progress import progress
+
+
+def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True) -> ort.InferenceSession:
+    """An onnxruntime session for ``model`` with the configured threads and providers."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if config.threads:
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    providers = list(config.providers) if config.providers else ["CPUExecutionProvider"]
+    return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+
+
+def expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    """A copy of ``model`` with the tensors ``names`` added as graph outputs (float type unless
+    shape inference says otherwise)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    present = {o.name for o in out.graph.output}
+    for name in names:
+        if name not in present:
+            out.graph.output.append(helper.make_tensor_value_info(name, types.get(name, TensorProto.FLOAT), None))
+            present.add(name)
+    return out
+
+
+def add_spike_counters(snn: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, tuple[str, str]]]:
+    """A copy of ``snn`` with two scalar outputs per IFNeuron: its spike count and its number of
+    neuron-steps (elements of the spike train, T*B*neurons).
+
+    Returns the model and ``{IF node name: (count output, size output)}``.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(snn)
+    counters = {}
+    for node in list(out.graph.node):
+        if node.domain != if_neuron.DOMAIN or node.op_type != if_neuron.OP_TYPE:
+            continue
+        base, spikes = node.name, node.output[0]
+        count, size = f"{base}/spike_count", f"{base}/neuron_steps"
+        out.graph.node.extend([
+            helper.make_node("Greater", [spikes, f"{base}/zero"], [f"{base}/fired"], name=f"{base}/fired"),
+            helper.make_node("Cast", [f"{base}/fired"], [f"{base}/fired_f"], name=f"{base}/cast",
+                             to=TensorProto.FLOAT),
+            helper.make_node("ReduceSum", [f"{base}/fired_f"], [count], name=f"{base}/count", keepdims=0),
+            helper.make_node("Size", [spikes], [size], name=f"{base}/size"),
+        ])
+        out.graph.initializer.append(helper.make_tensor(f"{base}/zero", _elem_type(snn, spikes), [], [0]))
+        out.graph.output.extend([helper.make_tensor_value_info(count, TensorProto.FLOAT, []),
+                                 helper.make_tensor_value_info(size, TensorProto.INT64, [])])
+        counters[node.name] = (count, size)
+    return out, counters
+
+
+def _elem_type(model: onnx.ModelProto, name: str) -> int:
+    for v in list(model.graph.value_info) + list(model.graph.output):
+        if v.name == name and v.type.tensor_type.elem_type:
+            return v.type.tensor_type.elem_type
+    return TensorProto.FLOAT
+
+
+def run_batches(session: ort.InferenceSession, data: Dataset, batch_size: int,
+                outputs: Sequence[str] | None = None, desc: str = "") -> Iterator[tuple[slice, dict]]:
+    """Run ``session`` over ``data`` in batches; yields ``(sample slice, {output name: array})``."""
+    names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
+    batches = data.batches(batch_size)
+    for part, feed in progress(batches, total=-(-len(data) // batch_size), desc=desc):
+        values = session.run(names, feed)
+        yield part, dict(zip(names, values))
+
+
+def run(model: onnx.ModelProto, data: Dataset, config: Config,
+        outputs: Sequence[str] | None = None, desc: str = "") -> dict[str, np.ndarray]:
+    """Run ``model`` on all of ``data``; returns each output concatenated over batches."""
+    session = make_session(model, config)
+    names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
+    chunks: dict[str, list] = {n: [] for n in names}
+    for _, values in run_batches(session, data, config.batch_size, names, desc):
+        for n in names:
+            chunks[n].append(values[n])
+    return {n: np.concatenate(v) if v[0].ndim else np.asarray(v) for n, v in chunks.items()}
+
+
+def simulate(model: onnx.ModelProto, inputs, config: Config | None = None) -> dict[str, np.ndarray]:
+    """Run a converted (or any) model on ``inputs`` -- an array for a single-input model, a dict
+    by input name, or a Dataset -- in batches; returns every output by name."""
+    data = as_dataset(inputs, model, "inputs")
+    return run(model, data, config or Config())

@@ -1,0 +1,74 @@
+"""Per-layer segments of a converted graph and a bit-packed cache of spike trains.
+
+Phase 2 calibrates one spiking layer at a time on the SNN's own inputs. The *segment* of layer l is
+the part of the SNN graph that computes l's input current from the graph inputs and the spike trains
+of earlier layers; those spike trains come from :class:`SpikeCache` instead of being recomputed, so
+every linear op of the network runs once per pass over the calibration data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from .config import Config
+from .runtime import make_session
+
+
+class Segment:
+    """The sub-graph computing the input current of IF node ``if_name`` ([T*B, ...] rows).
+
+    ``inputs`` are the graph inputs and earlier spike trains it needs, in feed order.
+    """
+
+    def __init__(self, snn: onnx.ModelProto, if_name: str, available: set[str], config: Config):
+        graph = gs.import_onnx(snn)
+        node = next(n for n in graph.nodes if n.name == if_name)
+        self.output = node.inputs[0].name
+        tensors = graph.tensors()
+        boundary = [tensors[name] for name in sorted(available) if name in tensors]
+        for tensor in boundary:
+            tensor.inputs.clear()  # fed from the cache: cut from its IF node
+        graph.inputs = list(graph.inputs) + boundary
+        graph.outputs = [tensors[self.output]]
+        graph.cleanup(remove_unused_graph_inputs=True).toposort()
+        self.inputs = [t.name for t in graph.inputs]
+        model = gs.export_onnx(graph, do_type_check=False)
+        model.ir_version = snn.ir_version
+        self.session = make_session(model, config)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([self.output], {k: feeds[k] for k in self.inputs})[0]
+
+
+class SpikeCache:
+    """Spike trains of IF layers on the calibration batches, one bit per neuron and step.
+
+    A spike train with values in {0, theta} is stored as packed booleans plus theta, and restored
+    exactly (theta * bit, in the spike dtype).
+    """
+
+    def __init__(self):
+        self._data: dict[str, dict[int, tuple[np.ndarray, tuple, np.dtype]]] = {}
+        self._theta: dict[str, np.ndarray] = {}
+
+    def put(self, name: str, batch: int, spikes: np.ndarray, theta: np.ndarray) -> None:
+        self._theta[name] = np.asarray(theta, dtype=spikes.dtype)
+        self._data.setdefault(name, {})[batch] = (np.packbits(spikes.ravel() > 0), spikes.shape, spikes.dtype)
+
+    def get(self, name: str, batch: int) -> np.ndarray:
+        bits, shape, dtype = self._data[name][batch]
+        fired = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape)
+        return fired.astype(dtype) * self._theta[name]
+
+    def drop(self, name: str) -> None:
+        self._data.pop(name, None)
+        self._theta.pop(name, None)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._data
+
+    @property
+    def nbytes(self) -> int:
+        return sum(bits.nbytes for d in self._data.values() for bits, _, _ in d.values())

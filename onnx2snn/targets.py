@@ -1,0 +1,77 @@
+"""ANN targets for phase 2, from one streamed ANN pass over the calibration data.
+
+For every spiking layer: the mean activation of each neuron over all calibration samples (E[a]),
+and the activations of the *search set* -- the first ``SEARCH_SAMPLES`` samples at up to
+``SEARCH_NEURONS`` neurons (all channels, a fixed random set of positions) -- on which thresholds
+are searched and errors reported. Memory: one float per neuron plus the search set, per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+
+from .config import Config
+from .data import Dataset
+from .plan import Plan
+from .runtime import expose, make_session, run_batches
+
+SEARCH_SAMPLES = 256
+SEARCH_NEURONS = 8192
+
+
+@dataclasses.dataclass
+class LayerTargets:
+    name: str
+    shape: tuple[int, ...]  # one sample's activation shape
+    mean: np.ndarray  # E[a] per neuron, shape ``shape``
+    index: np.ndarray  # flat indices of the search neurons
+    channel: np.ndarray  # channel (axis 1) of each search neuron
+    sample: np.ndarray  # a on the search set, [S, len(index)]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+
+@dataclasses.dataclass
+class Targets:
+    layers: dict[str, LayerTargets]
+
+    def layer(self, name: str) -> LayerTargets:
+        return self.layers[name]
+
+
+def search_neurons(shape: tuple[int, ...], limit: int = SEARCH_NEURONS, seed: int = 0) -> np.ndarray:
+    """Flat indices of up to ``limit`` neurons covering every channel (same positions in each)."""
+    total = int(np.prod(shape)) if shape else 1
+    if total <= limit:
+        return np.arange(total)
+    channels, positions = shape[0], total // shape[0]
+    keep = max(1, limit // channels)
+    chosen = np.sort(np.random.default_rng(seed).choice(positions, size=min(keep, positions), replace=False))
+    return (np.arange(channels)[:, None] * positions + chosen[None, :]).reshape(-1)
+
+
+def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config) -> Targets:
+    names = {layer.output: layer.name for layer in plan.layers}
+    session = make_session(expose(ann, list(names)), config)
+    sums, samples, layers = {}, {}, {}
+    for _, values in run_batches(session, calib, config.batch_size, list(names), "ANN targets"):
+        for tensor, name in names.items():
+            a = values[tensor]
+            if name not in layers:
+                shape = tuple(a.shape[1:])
+                index = search_neurons(shape)
+                positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+                layers[name] = (shape, index, index // positions)
+                sums[name], samples[name] = np.zeros(shape, np.float64), []
+            sums[name] += a.sum(axis=0)
+            take = SEARCH_SAMPLES - sum(len(s) for s in samples[name])
+            if take > 0:
+                samples[name].append(a.reshape(len(a), -1)[:take, layers[name][1]])
+    return Targets({name: LayerTargets(name, shape, sums[name] / len(calib), index, channel,
+                                       np.concatenate(samples[name]).astype(np.float32))
+                    for name, (shape, index, channel) in layers.items()})

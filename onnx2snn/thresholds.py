@@ -1,0 +1,67 @@
+"""Stage 4, phase 1 (potential optimisation): thresholds and initial membrane potentials.
+
+For layer l with ANN activation a_l on the calibration data:
+
+    theta_l = P_q(a_l > 0)            q-th percentile of the positive activations (q = 100: max-norm)
+    theta_l = m                        when the ANN clips with a trained value, Clip(0, m) / ReLU6
+    v_l(0)  = alpha * theta_l          alpha = 0.5 by default
+
+With v(0) = theta/2 and a constant current z the IF rate is the rounded quantisation
+``theta/T * clip(floor(T z / theta + 1/2), 0, T)`` of the ReLU (method.md): the percentile trades
+clipping error (a > theta is lost) against quantisation error (grid theta / T).
+Per-channel thresholds (axis 1) are shaped to broadcast against one time step [B, C, ...].
+A layer (or channel) that never fired on the calibration data gets the layer's threshold
+(or 1.0 when the whole layer is silent) and is reported as dead; thresholds are never 0/NaN/Inf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .config import Config, Granularity
+from .plan import Plan
+from .stats import LayerStats
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerParams:
+    """IF parameters of one spiking layer, shaped to broadcast against one step [B, *shape]."""
+
+    threshold: np.ndarray
+    v0: np.ndarray
+    source: str  # how the threshold was chosen, for reports
+    dead: bool = False  # never fired on the calibration data
+    bias: np.ndarray | None = None  # phase 2: constant current added at every step (per channel)
+
+    def summary(self) -> float:
+        """One number for tables: the threshold, or the largest per-channel threshold."""
+        return float(np.max(self.threshold))
+
+
+def phase1(plan: Plan, stats: dict[str, LayerStats], config: Config) -> dict[str, LayerParams]:
+    """Thresholds and v(0) of every layer of ``plan`` from its activation statistics."""
+    return {layer.name: _layer_params(layer.clip_max, stats[layer.name], config)
+            for layer in plan.layers}
+
+
+def _layer_params(clip_max, s: LayerStats, config: Config) -> LayerParams:
+    dtype = np.float32
+    dead = s.positive == 0
+    if clip_max is not None:
+        theta = np.asarray(clip_max, dtype=np.float64)
+        source = f"trained clip {clip_max:g}"
+    elif config.granularity is Granularity.CHANNEL:
+        layer_theta = float(s.percentile(config.percentile)[0]) or 1.0
+        theta = s.percentile(config.percentile, per_channel=True)
+        theta = np.where(theta > 0, theta, layer_theta)
+        theta = theta.reshape((-1,) + (1,) * max(len(s.shape) - 1, 0))
+        source = f"percentile {config.percentile:g} per channel"
+    else:
+        theta = np.asarray(float(s.percentile(config.percentile)[0]) or 1.0)
+        source = "max" if config.percentile >= 100 else f"percentile {config.percentile:g}"
+    theta = theta.astype(dtype)
+    if not np.all(np.isfinite(theta)) or np.any(theta <= 0):
+        raise AssertionError(f"internal error: threshold of layer '{s.name}' is {theta}")
+    return LayerParams(theta, (config.alpha * theta).astype(dtype), source, dead)

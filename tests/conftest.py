@@ -1,0 +1,6 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/graphs.py helpers
+
+MODELS = Path(__file__).resolve().parent.parent / "models"

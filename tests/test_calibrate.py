@@ -1,0 +1,83 @@
+"""Phase 2: segments and spike cache are exact, the fitted parameters are what the final model
+really does, and calibration lowers the per-layer error and the accuracy loss at low T."""
+
+import numpy as np
+import pytest
+
+from conftest import MODELS
+from graphs import cnn, inputs, run_ort
+import onnx2snn
+from onnx2snn import Config, load
+from onnx2snn.data import from_arrays, load_npz
+from onnx2snn.plan import make_plan
+from onnx2snn.rewrite import to_snn
+from onnx2snn.runtime import expose
+from onnx2snn.segments import Segment, SpikeCache
+from onnx2snn.stats import collect
+from onnx2snn.targets import SEARCH_SAMPLES, search_neurons
+from onnx2snn.thresholds import phase1
+
+
+def test_spike_cache_round_trip_is_exact():
+    rng = np.random.default_rng(0)
+    theta = np.array([0.5, 2.0, 1.25], np.float32).reshape(3, 1)
+    spikes = (rng.random((8, 3, 5)) > 0.6) * theta
+    cache = SpikeCache()
+    cache.put("s", 0, spikes.astype(np.float32), theta)
+    np.testing.assert_array_equal(cache.get("s", 0), spikes.astype(np.float32))
+    assert cache.nbytes == int(np.ceil(spikes.size / 8))
+    cache.drop("s")
+    assert "s" not in cache
+
+
+def test_segment_reproduces_the_full_models_current():
+    ann = load.normalize(cnn())
+    plan = make_plan(ann)
+    x = inputs((2, 6, 6), n=10)
+    config = Config(T=4)
+    params = phase1(plan, collect(ann, plan, from_arrays({"x": x}, ann), config), config)
+    snn = to_snn(ann, plan, params, 4)
+    second = plan.layers[1]
+    seg = Segment(snn, f"{second.name}/if", {plan.layers[0].output}, config)
+    assert seg.inputs == [plan.layers[0].output]
+    full = run_ort(expose(snn, [plan.layers[0].output, seg.output]), {"x": x})
+    np.testing.assert_array_equal(seg.run({plan.layers[0].output: full[1]}), full[2])
+
+
+def test_search_neurons_cover_every_channel():
+    index = search_neurons((16, 32, 32), limit=1024)
+    channels = index // (32 * 32)
+    assert len(index) == 1024 and set(channels.tolist()) == set(range(16))
+    assert len(search_neurons((10,), limit=1024)) == 10
+
+
+def layer_mse(result, calib):
+    """Per-layer MSE of the final SNN's rates against the ANN on the search set."""
+    sub = calib.head(SEARCH_SAMPLES)
+    names = [layer.output for layer in result.plan.layers]
+    feed = sub.inputs
+    ann_out = dict(zip(names, run_ort(expose(result.ann, names), feed)[1:]))
+    snn_out = dict(zip(names, run_ort(expose(result.snn, names), feed)[1:]))
+    T = result.config.T
+    return [float(np.mean((snn_out[n].reshape(T, len(sub), -1).mean(0) - ann_out[n].reshape(len(sub), -1)) ** 2))
+            for n in names]
+
+
+def test_reported_errors_are_what_the_final_model_does():
+    path = MODELS / "digits_cnn.onnx"
+    calib = load_npz(path.with_suffix(".calib.npz"), load.normalize(load.load_model(path)))
+    result = onnx2snn.convert(path, calib, Config(T=4))
+    # search neurons are all neurons for these small layers, so the two measures coincide
+    measured = layer_mse(result, calib)
+    for fit, mse in zip(result.fits, measured):
+        assert mse == pytest.approx(fit.mse_final, rel=1e-3, abs=1e-6)
+        assert fit.mse_final <= fit.mse_phase1
+
+
+@pytest.mark.parametrize("T", [2, 4])
+def test_phase2_recovers_accuracy_at_low_T(T):
+    path = MODELS / "digits_cnn.onnx"
+    runs = {phase: onnx2snn.convert(path, path.with_suffix(".calib.npz"), Config(T=T, phase=phase),
+                                    data=path.with_suffix(".test.npz")).evaluation for phase in (1, 2)}
+    assert runs[2].snn_accuracy >= runs[1].snn_accuracy
+    assert runs[2].ann_accuracy - runs[2].snn_accuracy <= (0.02 if T == 2 else 0.003)

@@ -1,0 +1,41 @@
+"""Data files: matching model inputs, validation with clear errors."""
+
+import numpy as np
+import pytest
+
+from graphs import cnn
+from onnx2snn import DataError
+from onnx2snn.data import from_arrays, load_npz
+
+
+def test_x_or_input_name_and_exact_integer_cast(tmp_path):
+    model = cnn()
+    x = np.random.default_rng(0).integers(0, 255, size=(5, 2, 6, 6)).astype(np.uint8)
+    data = from_arrays({"x": x, "y": np.arange(5)}, model)
+    assert data.inputs["x"].dtype == np.float32 and (data.inputs["x"] == x).all()
+    np.savez(tmp_path / "d.npz", x=x)
+    assert load_npz(tmp_path / "d.npz", model).labels is None
+    assert len(from_arrays({"x": x}, model).head(2)) == 2
+
+
+@pytest.mark.parametrize("arrays,needle", [
+    ({"z": np.zeros((2, 2, 6, 6))}, "no array for model input 'x'"),
+    ({"x": np.zeros((2, 3, 6, 6))}, "expects"),
+    ({"x": np.zeros((0, 2, 6, 6))}, "no samples"),
+    ({"x": np.full((2, 2, 6, 6), np.nan)}, "NaN"),
+    ({"x": np.zeros((2, 2, 6, 6), dtype=bool)}, "dtype"),
+    ({"x": np.zeros((2, 2, 6, 6)), "y": np.array([0, -1])}, "negative"),
+    ({"x": np.zeros((2, 2, 6, 6)), "y": np.array([0])}, "labels"),
+    ({"x": np.zeros((2, 2, 6, 6)), "y": np.array([0.5, 1])}, "integer"),
+])
+def test_bad_arrays_raise_data_error(arrays, needle):
+    with pytest.raises(DataError, match=needle):
+        from_arrays(arrays, cnn())
+
+
+def test_unreadable_or_missing_npz(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_npz(tmp_path / "none.npz", cnn())
+    (tmp_path / "bad.npz").write_text("nope")
+    with pytest.raises(DataError, match="not a readable"):
+        load_npz(tmp_path / "bad.npz", cnn())

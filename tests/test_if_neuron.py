@@ -1,0 +1,99 @@
+"""IFNeuron: numpy reference vs explicit step loop vs the ONNX function body in onnxruntime and in
+onnx.reference, for several T, opsets and threshold shapes."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from graphs import run_ort
+from onnx2snn.ops import if_neuron
+
+
+def one_node_model(T, theta, v0, step_shape, opset):
+    node = if_neuron.make_node("if", "X", "theta", "v0", "Y", T, "V")
+    graph = helper.make_graph(
+        [node], "if",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["TB", *step_shape[1:]])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["TB", *step_shape[1:]]),
+         helper.make_tensor_value_info("V", TensorProto.FLOAT, ["B", *step_shape[1:]])],
+        [numpy_helper.from_array(theta, "theta"), numpy_helper.from_array(v0, "v0")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return if_neuron.install(model, T)
+
+
+def step_loop(x, theta, v0, T):
+    """The neuron written as the textbook loop over time steps."""
+    steps = x.reshape(T, -1, *x.shape[1:])
+    v = np.broadcast_to(v0, steps.shape[1:]).astype(np.float32)
+    spikes = []
+    for t in range(T):
+        u = v + steps[t]
+        s = np.where(u >= theta, theta, np.float32(0)).astype(np.float32)
+        v = u - s
+        spikes.append(s)
+    return np.concatenate(spikes), v
+
+
+CASES = [
+    (1, 13, np.float32(1.0), (3, 4)),
+    (4, 17, np.float32(0.7), (3, 4)),
+    (8, 18, np.array([0.5, 1.0, 2.0], np.float32).reshape(3, 1), (3, 4)),
+    (16, 21, np.array([0.5, 1.0], np.float32).reshape(2, 1, 1), (2, 3, 3)),
+]
+
+
+@pytest.mark.parametrize("T,opset,theta,shape", CASES)
+def test_function_body_matches_reference_exactly(T, opset, theta, shape):
+    rng = np.random.default_rng(T)
+    B = 5
+    v0 = (0.5 * theta * np.ones(shape, np.float32)).astype(np.float32)
+    v0 = v0 + rng.uniform(-0.1, 0.1, size=shape).astype(np.float32)  # per-neuron v(0)
+    x = rng.normal(0.3, 1.0, size=(T * B, *shape)).astype(np.float32)
+    model = one_node_model(T, np.asarray(theta, np.float32), v0, (B, *shape), opset)
+    onnx.checker.check_model(model, full_check=True)
+    y_loop, v_loop = step_loop(x, theta, v0, T)
+    y_ref, v_ref = if_neuron.if_forward(x, theta, v0, T)
+    y_ort, v_ort = run_ort(model, {"X": x})
+    y_ort_noopt, _ = run_ort(model, {"X": x}, optimize=False)
+    y_eval, v_eval = ReferenceEvaluator(model, new_ops=[if_neuron.IFNeuron]).run(None, {"X": x})
+    y_body, _ = ReferenceEvaluator(model).run(None, {"X": x})  # the function body, in numpy
+    for y in (y_ref, y_ort, y_ort_noopt, y_eval, y_body):
+        np.testing.assert_array_equal(y, y_loop)
+    for v in (v_ref, v_ort, v_eval):
+        np.testing.assert_array_equal(v, v_loop)
+    assert set(np.unique(y_ort / np.broadcast_to(theta, y_ort.shape[1:]))) <= {0.0, 1.0}
+
+
+def test_constant_current_gives_rounded_quantisation():
+    """v(0) = theta/2 and constant z: rate = theta/T * clip(floor(T z / theta + 1/2), 0, T)."""
+    T, theta = 8, np.float32(1.0)
+    z = np.linspace(-0.5, 1.5, 41, dtype=np.float32).reshape(-1, 1)
+    spikes, _ = if_neuron.if_forward(np.tile(z, (T, 1)), theta, theta / 2, T)
+    rate = spikes.reshape(T, -1).mean(axis=0)
+    expected = theta / T * np.clip(np.floor(T * z[:, 0] / theta + 0.5), 0, T)
+    np.testing.assert_allclose(rate, expected, atol=1e-6)
+
+
+def test_charge_is_conserved():
+    """Reset by subtraction: v(T) = v(0) + sum_t x_t - sum_t s_t, exactly up to float rounding."""
+    rng = np.random.default_rng(3)
+    T, x = 32, rng.normal(0.2, 0.5, size=(32 * 7, 6)).astype(np.float32)
+    spikes, v = if_neuron.if_forward(x, np.float32(0.8), np.float32(0.4), T)
+    total_in = x.reshape(T, 7, 6).sum(0) + 0.4
+    np.testing.assert_allclose(v, total_in - spikes.reshape(T, 7, 6).sum(0), atol=1e-4)
+
+
+def test_rejects_rows_not_multiple_of_T():
+    with pytest.raises(ValueError, match="multiple of T"):
+        if_neuron.if_forward(np.zeros((5, 2), np.float32), np.float32(1), np.float32(0), 2)
+
+
+def test_install_is_idempotent_and_time_steps_reads_T():
+    model = one_node_model(4, np.float32(1), np.float32(0.5), (2, 3), 17)
+    if_neuron.install(model, 4)
+    assert len(model.functions) == 1
+    assert sum(o.domain == if_neuron.DOMAIN for o in model.opset_import) == 1
+    assert if_neuron.time_steps(model) == 4

@@ -1,0 +1,72 @@
+"""Torch architectures of the shipped models (dev-only). Inputs are uint8 pixel values as float;
+each network scales them to [0, 1] itself (``Scale``), so data files stay exact and small."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def mlp(shape):
+    c, h, w = shape
+    return nn.Sequential(Scale(1 / 16), nn.Flatten(), nn.Linear(c * h * w, 128), nn.ReLU(),
+                         nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def cnn_small(shape):
+    """digits 8x8: 3 conv/BN/ReLU, 2 AvgPool, 1 linear."""
+    return nn.Sequential(Scale(1 / 16), *conv_bn_relu(1, 16), *conv_bn_relu(16, 32), nn.AvgPool2d(2),
+                         *conv_bn_relu(32, 64), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(64 * 2 * 2, 10))
+
+
+def cnn_deep(shape):
+    """MNIST 28x28: 5 conv/BN/ReLU, 3 AvgPool, 2 linear."""
+    return nn.Sequential(Scale(1 / 255), *conv_bn_relu(1, 16), *conv_bn_relu(16, 16), nn.AvgPool2d(2),
+                         *conv_bn_relu(16, 32), *conv_bn_relu(32, 32), nn.AvgPool2d(2),
+                         *conv_bn_relu(32, 64), nn.AvgPool2d(2), nn.Flatten(),
+                         nn.Linear(64 * 3 * 3, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 10))
+
+
+def vgg_fashion(shape):
+    """Fashion-MNIST 28x28: VGG-like, 5 conv/BN/ReLU, 3 AvgPool, 2 linear."""
+    return nn.Sequential(Scale(1 / 255), *conv_bn_relu(1, 32), *conv_bn_relu(32, 32), nn.AvgPool2d(2),
+                         *conv_bn_relu(32, 64), *conv_bn_relu(64, 64), nn.AvgPool2d(2),
+                         *conv_bn_relu(64, 128), nn.AvgPool2d(2), nn.Flatten(),
+                         nn.Linear(128 * 3 * 3, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10))
+
+
+class ResidualBlock(nn.Module):
+    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); shortcut = 1x1 conv + BN if widths differ."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.body = nn.Sequential(*conv_bn_relu(cin, cout), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.shortcut = nn.Identity() if cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+def resnet_maxpool(shape):
+    """digits 8x8: stem, 2 residual blocks, 2 MaxPool, BN throughout, 1 linear."""
+    return nn.Sequential(Scale(1 / 16), *conv_bn_relu(1, 16), ResidualBlock(16, 16), nn.MaxPool2d(2),
+                         ResidualBlock(16, 32), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 2 * 2, 10))
+
+
+ARCHITECTURES = {"mlp": mlp, "cnn_small": cnn_small, "cnn_deep": cnn_deep, "vgg_fashion": vgg_fashion,
+                 "resnet_maxpool": resnet_maxpool}

@@ -1,0 +1,74 @@
+"""Cost of phase 2 relative to one SNN evaluation of the calibration set at the same T.
+
+    python tools/bench_phase2.py [--models fashion_cnn mnist_cnn] [--T 4 16] [--repeats 3] [--json]
+
+For each model and T, measured side by side in one process: the median time of phase 2
+(``calibrate.phase2``: ANN targets, per-layer segments, search, corrections, spike cache) and the
+median time of running the phase-1 SNN over the same calibration data (``runtime.run``), both with
+the same batch size and threads. The target is ratio <= 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from onnx2snn import Config, load  # noqa: E402
+from onnx2snn.calibrate import phase2  # noqa: E402
+from onnx2snn.data import load_npz  # noqa: E402
+from onnx2snn.plan import make_plan  # noqa: E402
+from onnx2snn.rewrite import to_snn  # noqa: E402
+from onnx2snn.runtime import run  # noqa: E402
+from onnx2snn.stats import collect  # noqa: E402
+from onnx2snn.thresholds import phase1  # noqa: E402
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(name: str, T: int, repeats: int, threads: int | None) -> dict:
+    path = ROOT / "models" / f"{name}.onnx"
+    ann = load.normalize(load.load_model(path))
+    plan = make_plan(ann)
+    config = Config(T=T, threads=threads)
+    calib = load_npz(path.with_suffix(".calib.npz"), ann)
+    params = phase1(plan, collect(ann, plan, calib, config), config)
+    snn = to_snn(ann, plan, params, T)
+    evaluation = timed(lambda: run(snn, calib, config), repeats)
+    calibration = timed(lambda: phase2(ann, plan, params, calib, config), repeats)
+    return {"model": name, "T": T, "calib_samples": len(calib), "snn_eval_s": round(evaluation, 3),
+            "phase2_s": round(calibration, 3), "ratio": round(calibration / evaluation, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["digits_cnn", "digits_resnet", "mnist_cnn", "fashion_cnn"])
+    parser.add_argument("--T", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = [bench(m, T, args.repeats, args.threads) for m in args.models for T in args.T]
+    print(f"{'model':<14} {'T':>3} {'calib':>6} {'SNN eval s':>10} {'phase 2 s':>10} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['model']:<14} {r['T']:>3} {r['calib_samples']:>6} {r['snn_eval_s']:>10.3f} "
+              f"{r['phase2_s']:>10.3f} {r['ratio']:>6.2f}")
+    if args.json:
+        print(json.dumps({"rows": rows, "max_ratio": max(r["ratio"] for r in rows)}))
+
+
+if __name__ == "__main__":
+    main()
