@@ -32,6 +32,7 @@ from .ops.if_neuron import if_forward
 from .plan import Plan
 from .progress import progress
 from .rewrite import to_snn
+from .refit import refit_layer
 from .segments import Segment, SpikeCache
 from .targets import Targets, ann_targets
 from .thresholds import LayerParams
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 
 SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25)
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
-CURRENT_CACHE_BYTES = 512 << 20
+CURRENT_CACHE_BYTES = 1 << 30
+CORRECTION_ROUNDS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,42 +54,57 @@ class LayerFit:
     mse_searched: float  # after the threshold / initial potential search
     mse_final: float  # after bias and potential correction (if kept)
     corrected: bool
+    refit: bool = False  # the weights feeding this layer were refitted (--refit-weights)
 
 
 def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], calib: Dataset,
-           config: Config) -> tuple[dict[str, LayerParams], list[LayerFit]]:
-    """Calibrated parameters for every layer of ``plan`` (see module docstring)."""
-    snn = to_snn(ann, plan, params, config.T)
+           config: Config) -> tuple[dict[str, LayerParams], list[LayerFit], onnx.ModelProto]:
+    """Calibrated parameters for every layer of ``plan`` (see module docstring).
+
+    Returns the parameters, what was done per layer, and the ANN to rewrite: ``ann`` itself, or a
+    copy with refitted weights when ``config.refit_weights``.
+    """
+    work, snn = ann, to_snn(ann, plan, params, config.T)
     targets = ann_targets(ann, plan, calib, config)
     batches = list(calib.batches(config.batch_size))
     names = [layer.output for layer in plan.layers]
-    segments = [Segment(snn, f"{layer.name}/if", set(names[:i]), config) for i, layer in enumerate(plan.layers)]
-    last_use = {n: max([i for i, s in enumerate(segments) if n in s.inputs], default=-1) for n in names}
+    needs = [Segment(snn, layer.current, set(names[:i]), None).inputs for i, layer in enumerate(plan.layers)]
+    last_use = {n: max([i for i, inputs in enumerate(needs) if n in inputs], default=-1) for n in names}
     cache, fitted, fits = SpikeCache(), dict(params), []
     for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
-        fitter = _LayerFitter(segments[i], batches, cache, targets, layer.name, config)
+        refit = None
+        if config.refit_weights:
+            refit = refit_layer(work, ann, snn, layer.current, plan.time_major, set(names[:i]), batches,
+                                cache, config)
+            if refit is not None:
+                work, snn = refit, to_snn(refit, plan, params, config.T)
+        segment = Segment(snn, layer.current, set(names[:i]), config)
+        fitter = _LayerFitter(segment, batches, cache, targets, layer.name, config,
+                              constant=layer.current not in plan.time_major)
         fitted[layer.name], fit = fitter.fit(params[layer.name])
         fitter.commit(layer.output, fitted[layer.name])
-        fits.append(fit)
+        fits.append(dataclasses.replace(fit, refit=refit is not None))
         log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
         for name in names[: i + 1]:
             if last_use[name] <= i:
                 cache.drop(name)
-    return fitted, fits
+    return fitted, fits, work
 
 
 class _LayerFitter:
     """Search, correct and commit one layer, reading its currents batch by batch."""
 
-    def __init__(self, segment, batches, cache, targets: Targets, name, config: Config):
+    def __init__(self, segment, batches, cache, targets: Targets, name, config: Config, constant: bool):
         self.segment, self.batches, self.cache, self.config = segment, batches, cache, config
         self.T, self.target = config.T, targets.layer(name)
+        self.steps = 1 if constant else config.T  # a constant current is kept once, not T times
         self.per_channel = config.granularity is Granularity.CHANNEL
         self._kept: dict[int, np.ndarray] = {}
         self._budget = CURRENT_CACHE_BYTES
 
     def currents(self):
-        """Yield (batch index, currents [T, B, *shape]); kept in memory while they fit the budget."""
+        """Yield (batch index, currents [steps, B, *shape]), steps = T, or 1 for a current that is
+        the same at every step (direct encoding); kept in memory while they fit the budget."""
         for b, (_, feed) in enumerate(self.batches):
             if b in self._kept:
                 yield b, self._kept[b]
@@ -95,7 +112,7 @@ class _LayerFitter:
             feeds = dict(feed)
             feeds.update({n: self.cache.get(n, b) for n in self.segment.inputs if n in self.cache})
             current = self.segment.run(feeds)
-            current = current.reshape(self.T, -1, *current.shape[1:])
+            current = current.reshape(self.steps, -1, *current.shape[1:])
             if current.nbytes <= self._budget:
                 self._kept[b] = current
                 self._budget -= current.nbytes
@@ -103,20 +120,23 @@ class _LayerFitter:
 
     def fit(self, p1: LayerParams) -> tuple[LayerParams, LayerFit]:
         search = self._search_currents()
-        mse1 = self._sse(search, p1) / self.target.sample.size
-        searched = self._search(search, p1)
-        mse_s = self._sse(search, searched) / self.target.sample.size
-        corrected = self._correct(searched)
-        mse_c = self._sse(search, corrected) / self.target.sample.size
-        keep = mse_c < mse_s
-        final = corrected if keep else searched
-        return final, LayerFit(self.target.name, mse1, mse_s, min(mse_c, mse_s), keep)
+        mse = lambda p: self._sse(search, p) / self.target.sample.size  # noqa: E731
+        mse1 = mse(p1)
+        best = self._search(search, p1)
+        mse_s = best_mse = mse(best)
+        for _ in range(CORRECTION_ROUNDS):
+            corrected = self._correct(best)
+            mse_c = mse(corrected)
+            if mse_c >= best_mse:
+                break
+            best, best_mse = corrected, mse_c
+        return best, LayerFit(self.target.name, mse1, mse_s, best_mse, best_mse < mse_s)
 
     def _search_currents(self) -> np.ndarray:
         """Currents of the search samples at the search neurons: [T, S, n]."""
         parts, have = [], 0
         for _, current in self.currents():
-            flat = current.reshape(self.T, current.shape[1], -1)[:, :, self.target.index]
+            flat = current.reshape(self.steps, current.shape[1], -1)[:, :, self.target.index]
             parts.append(flat[:, : self.target.sample.shape[0] - have])
             have += parts[-1].shape[1]
             if have >= self.target.sample.shape[0]:
@@ -124,14 +144,20 @@ class _LayerFitter:
         return np.concatenate(parts, axis=1)
 
     def _rates(self, current: np.ndarray, p: LayerParams, flat_index=None) -> np.ndarray:
-        """Rates [B, n] (or [B, *shape]) of IF neurons driven by ``current`` [T, B, ...]."""
+        """Rates [B, n] (or [B, *shape]) of IF neurons driven by ``current`` [steps, B, ...].
+
+        Same float operations as the IFNeuron function body: u = v + (x + b); fire where
+        u >= theta; v = u - theta where fired."""
         theta, v0, bias = (self._at(x, flat_index) for x in (p.threshold, p.v0, p.bias))
-        v = np.broadcast_to(v0, current.shape[1:]).astype(current.dtype)
+        theta = np.asarray(theta, current.dtype)
+        if bias is not None:
+            current = current + np.asarray(bias, current.dtype)
+        v = np.array(np.broadcast_to(v0, current.shape[1:]), dtype=current.dtype)
         count = np.zeros(current.shape[1:], dtype=np.float32)
-        for x_t in current:
-            u = v + (x_t + bias if bias is not None else x_t)
-            fired = u >= theta
-            v = u - fired * theta
+        for t in range(self.T):
+            np.add(v, current[min(t, len(current) - 1)], out=v)
+            fired = v >= theta
+            np.subtract(v, theta, out=v, where=fired)
             count += fired
         return count * (theta / self.T)
 
@@ -182,13 +208,16 @@ class _LayerFitter:
         axes = tuple(range(1, err.ndim))
         bias = err.mean(axis=axes, keepdims=True) if axes else err.copy()
         v0 = np.broadcast_to(p.v0, err.shape) + self.T * (err - bias)
+        if p.bias is not None:
+            bias = bias + p.bias
         return LayerParams(p.threshold, v0.astype(np.float32), "phase 2 (search + bias + potential)",
                            bias=bias.astype(np.float32))
 
     def commit(self, name: str, p: LayerParams) -> None:
         for b, current in self.currents():
             theta = np.asarray(p.threshold, current.dtype)
-            x = current + p.bias if p.bias is not None else current
+            x = current + np.asarray(p.bias, current.dtype) if p.bias is not None else current
+            x = np.broadcast_to(x, (self.T,) + x.shape[1:])
             rows = x.reshape(-1, *x.shape[2:])
             spikes, _ = if_forward(rows, theta, np.asarray(p.v0, current.dtype), self.T)
             self.cache.put(name, b, spikes, theta)

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", help="calibration data (.npz) that sets the thresholds")
     p.add_argument("--data", help="test data (.npz) on which ANN and SNN are compared")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--sweep", type=_steps, default=(),
+                   help="also report SNN accuracy at each of these T, e.g. --sweep 1,2,4,8,16,32")
     p.add_argument("--method", choices=[m.value for m in Method], default=d.method.value,
                    help="dual-phase (ours) or a baseline: max (Diehl 2015), percentile (Rueckauer "
                         "2017), percentile-half (Deng & Gu 2021)")
@@ -54,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=None,
                    help="threshold = this percentile of positive activations, 100 = max "
                         f"(default: {d.percentile:g} for dual-phase, 99.9 percentile baselines)")
-    p.add_argument("--per-channel", action="store_true", help="one threshold per channel")
+    p.add_argument("--refit-weights", action="store_true",
+                   help="phase 2 also refits Conv/Gemm weights by least squares (changes the weights)")
+    p.add_argument("--granularity", choices=[g.value for g in Granularity], default=None,
+                   help="one threshold per channel or per layer (default: channel for dual-phase, "
+                        "tensor for the baselines)")
     p.add_argument("--alpha", type=float, default=None,
                    help="initial potential v(0) = alpha * threshold (default: 0.5; 0 for max and percentile)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per onnxruntime call")
@@ -101,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> dict:
     config = Config(T=args.T, method=args.method, phase=args.phase, percentile=args.percentile,
-                    alpha=args.alpha, batch_size=args.batch_size,
-                    granularity=Granularity.CHANNEL if args.per_channel else Granularity.TENSOR,
+                    alpha=args.alpha, batch_size=args.batch_size, refit_weights=args.refit_weights,
+                    granularity=args.granularity,
                     calib_samples=args.calib_samples, threads=args.threads,
                     providers=tuple(args.provider) if args.provider else None)
     model = Path(args.model)
@@ -111,9 +117,19 @@ def _run(args) -> dict:
         raise ConfigError(f"output '{output}' is the input model; choose another -o")
     ann = load_model(model)
     calib, data = _data_paths(model, args.calib, args.data)
-    result = convert(ann, calib, config, data=data, score_output=args.score_output)
+    result = convert(ann, calib, config, data=data, score_output=args.score_output, sweep=args.sweep)
     save_model(result.snn, output, source=model)
     return summary(result, str(model), str(output))
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': every T must be >= 1, e.g. 1,2,4,8")
+    return steps
 
 
 def _data_paths(model: Path, calib: str | None, data: str | None):

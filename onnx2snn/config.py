@@ -27,20 +27,21 @@ class Method(enum.Enum):
     PERCENTILE_HALF = "percentile-half"
 
 
-# method: (percentile, alpha) used when the option is not given
-METHOD_DEFAULTS = {
-    Method.DUAL_PHASE: (97.0, 0.5),  # measured: models/README.md, tools/sweep_percentile.py
-    Method.MAX_NORM: (100.0, 0.0),
-    Method.PERCENTILE: (99.9, 0.0),
-    Method.PERCENTILE_HALF: (99.9, 0.5),
-}
-
-
 class Granularity(enum.Enum):
     """Whether a spiking layer has one threshold or one per channel (axis 1)."""
 
     TENSOR = "tensor"
     CHANNEL = "channel"
+
+
+# method: (percentile, alpha, granularity) used when the option is not given; the dual-phase values
+# are measured (models/README.md, tools/sweep_percentile.py, tools/ablation.py)
+METHOD_DEFAULTS = {
+    Method.DUAL_PHASE: (98.0, 0.5, Granularity.CHANNEL),
+    Method.MAX_NORM: (100.0, 0.0, Granularity.TENSOR),
+    Method.PERCENTILE: (99.9, 0.0, Granularity.TENSOR),
+    Method.PERCENTILE_HALF: (99.9, 0.5, Granularity.TENSOR),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +55,12 @@ class Config:
         percentile: phase 1 threshold = this percentile of a layer's positive activations on the
             calibration data, in (0, 100]; 100 is the exact maximum (max-norm).
             None: the method's default (:data:`METHOD_DEFAULTS`).
-        granularity: one threshold per layer or per channel.
+        granularity: one threshold per layer or per channel; None: the method's.
         alpha: initial membrane potential v(0) = alpha * threshold, in [0, 1]; None: the method's.
         batch_size: samples per onnxruntime call (the SNN runs T * batch_size rows at once).
         calib_samples: use at most this many calibration samples (None: all of them).
+        refit_weights: phase 2 also refits each layer's Conv/Gemm weights by least squares
+            (changes the user's weights; off by default).
         histogram_bins: bins of the streaming percentile histogram (resolution 2*max/bins).
         threads: onnxruntime intra-op threads (None: onnxruntime's default).
         providers: onnxruntime execution providers in order of preference (None: CPU).
@@ -67,10 +70,11 @@ class Config:
     method: Method = Method.DUAL_PHASE
     phase: int = 2
     percentile: float | None = None
-    granularity: Granularity = Granularity.TENSOR
+    granularity: Granularity | None = None
     alpha: float | None = None
     batch_size: int = 64
     calib_samples: int | None = None
+    refit_weights: bool = False
     histogram_bins: int = 2048
     threads: int | None = None
     providers: tuple[str, ...] | None = None
@@ -80,7 +84,9 @@ class Config:
             object.__setattr__(self, "granularity", _parse_enum(Granularity, self.granularity))
         if isinstance(self.method, str):
             object.__setattr__(self, "method", _parse_enum(Method, self.method))
-        default_percentile, default_alpha = METHOD_DEFAULTS[self.method]
+        default_percentile, default_alpha, default_granularity = METHOD_DEFAULTS[self.method]
+        if self.granularity is None:
+            object.__setattr__(self, "granularity", default_granularity)
         if self.percentile is None:
             object.__setattr__(self, "percentile", default_percentile)
         if self.alpha is None:

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import onnx
 
@@ -17,6 +18,7 @@ from . import evaluation
 from . import calibrate, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
 from .config import Config
 from .data import Dataset, as_dataset
+from .progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +37,18 @@ class Result:
     config: Config
     calib_samples: int
     seconds: float
+    sweep: dict[int, evaluation.Evaluation] = dataclasses.field(default_factory=dict)  # by T
+    refitted: onnx.ModelProto | None = None  # the ANN with refitted weights (--refit-weights)
 
 
 def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | str | os.PathLike,
             config: Config | None = None, data: Dataset | dict | str | os.PathLike | None = None,
-            score_output: str | None = None) -> Result:
+            score_output: str | None = None, sweep: Sequence[int] = ()) -> Result:
     """Convert a ReLU ANN into an IF SNN for ``config.T`` steps and check it on ``data``.
 
     ``calib`` sets thresholds; ``data`` (optional) is where ANN and SNN are compared.
     Both may be a :class:`Dataset`, a dict of arrays (``x``/input names, ``y``) or an .npz path.
+    ``sweep``: also convert (with the same statistics) and evaluate at each of these T.
     """
     start = time.perf_counter()
     config = config or Config()
@@ -52,19 +57,30 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
     log.info("%d spiking layers; calibrating on %d samples", len(plan.layers), len(calib))
     layer_stats = stats_mod.collect(ann, plan, calib, config)
-    params = thresholds.phase1(plan, layer_stats, config)
-    fits = []
-    if config.runs_phase2:
-        params, fits = calibrate.phase2(ann, plan, params, calib, config)
-    snn = rewrite.to_snn(ann, plan, params, config.T, _metadata(config))
-    check = None
+    snn, params, fits, refitted = _convert_at(ann, plan, layer_stats, calib, config)
+    check, swept = None, {}
     if data is not None:
-        check = evaluation.evaluate(ann, snn, as_dataset(data, ann, "test data"), config, score_output)
+        data = as_dataset(data, ann, "test data")
+        check = evaluation.evaluate(ann, snn, data, config, score_output)
+        for T in progress(sorted(set(sweep)), total=len(set(sweep)), desc="sweep"):
+            at = config.replace(T=T)
+            swept[T] = evaluation.evaluate(ann, _convert_at(ann, plan, layer_stats, calib, at)[0], data, at,
+                                           score_output)
     return Result(ann, snn, plan, params, layer_stats, fits, check, config, len(calib),
-                  time.perf_counter() - start)
+                  time.perf_counter() - start, swept, refitted)
 
 
-def _metadata(config: Config) -> dict[str, str]:
+def _convert_at(ann, plan, layer_stats, calib, config):
+    """Thresholds (phase 1, phase 2) and rewrite for ``config.T``: (snn, params, fits, refitted ANN)."""
+    params = thresholds.phase1(plan, layer_stats, config)
+    fits, work = [], ann
+    if config.runs_phase2:
+        params, fits, work = calibrate.phase2(ann, plan, params, calib, config)
+    snn = rewrite.to_snn(work, plan, params, config.T, _metadata(config, work is not ann))
+    return snn, params, fits, (work if work is not ann else None)
+
+
+def _metadata(config: Config, refitted: bool) -> dict[str, str]:
     phase2 = "; phase 2: threshold/v(0) search, bias and potential correction" if config.runs_phase2 else ""
     return {
         "onnx2snn.method": config.method.value,
@@ -72,4 +88,5 @@ def _metadata(config: Config) -> dict[str, str]:
                                f"{config.granularity.value}-wise{phase2}",
         "onnx2snn.initial_potential": f"{config.alpha:g} * threshold" + (" then calibrated per neuron"
                                                                           if config.runs_phase2 else ""),
+        "onnx2snn.weights": "refitted by least squares (--refit-weights)" if refitted else "unchanged",
     }

@@ -20,7 +20,7 @@ def summary(result: Result, model: str, output: str | None) -> dict:
             entry["threshold_per_channel"] = [float(v) for v in p.threshold.reshape(-1)]
         if layer.name in fits:
             fit = fits[layer.name]
-            entry.update(mse_phase1=fit.mse_phase1, mse_phase2=fit.mse_final)
+            entry.update(mse_phase1=fit.mse_phase1, mse_phase2=fit.mse_final, weights_refit=fit.refit)
         layers.append(entry)
     return {
         "model": model,
@@ -30,6 +30,10 @@ def summary(result: Result, model: str, output: str | None) -> dict:
         "snn_accuracy": ev.snn_accuracy if ev else None,
         "accuracy_loss": ev.accuracy_loss if ev else None,
         "agreement": ev.agreement if ev else None,
+        "task": ev.task if ev else None,
+        "ann_r2": ev.ann_r2 if ev else None,
+        "snn_r2": ev.snn_r2 if ev else None,
+        "output_rmse": ev.output_rmse if ev else None,
         "data": ev.data if ev else None,
         "samples": ev.samples if ev else 0,
         "score_output": ev.score_output if ev else None,
@@ -39,10 +43,39 @@ def summary(result: Result, model: str, output: str | None) -> dict:
         "percentile": result.config.percentile,
         "granularity": result.config.granularity.value,
         "readout_activations": list(result.plan.readout_activations),
+        "weights_refitted": [fit.name for fit in result.fits if fit.refit],
         "layers": layers,
+        "sweep": [{"T": T, "snn_accuracy": e.snn_accuracy, "agreement": e.agreement, "snn_r2": e.snn_r2,
+                   "output_rmse": e.output_rmse}
+                  for T, e in sorted(result.sweep.items())],
         "seconds": round(result.seconds, 3),
         "version": __version__,
     }
+
+
+def _sweep_cell(r: dict) -> str:
+    if r["snn_accuracy"] is not None:
+        return f"{100 * r['snn_accuracy']:.2f} %"
+    if r["agreement"] is not None:
+        return f"agreement {100 * r['agreement']:.2f} %"
+    return f"R^2 {r['snn_r2']:.4f}" if r["snn_r2"] is not None else f"RMS diff {r['output_rmse']:.4g}"
+
+
+def _quality_lines(s: dict) -> list[str]:
+    lines = []
+    if s["task"] == "regression":
+        if s["ann_r2"] is not None:
+            lines.append(f"  ANN R^2  {s['ann_r2']:.4f}   SNN R^2  {s['snn_r2']:.4f}")
+        lines.append(f"  RMS difference SNN - ANN output: {s['output_rmse']:.4g}")
+        return lines
+    if s["ann_accuracy"] is not None:
+        lines.append(f"  ANN accuracy  {100 * s['ann_accuracy']:6.2f} %")
+        lines.append(f"  SNN accuracy  {100 * s['snn_accuracy']:6.2f} %   "
+                     f"(loss {100 * s['accuracy_loss']:+.2f} points)")
+    else:
+        lines.append("  accuracy: skipped (the data has no labels 'y')")
+    lines.append(f"  agreement     {100 * s['agreement']:6.2f} %   (SNN top-1 == ANN top-1)")
+    return lines
 
 
 def format_text(s: dict) -> str:
@@ -52,13 +85,7 @@ def format_text(s: dict) -> str:
              f"{s['seconds']:.1f} s)"]
     if s["samples"]:
         lines.append(f"evaluated on {s['samples']} samples of {s['data']}")
-        if s["ann_accuracy"] is not None:
-            lines.append(f"  ANN accuracy  {100 * s['ann_accuracy']:6.2f} %")
-            lines.append(f"  SNN accuracy  {100 * s['snn_accuracy']:6.2f} %   "
-                         f"(loss {100 * s['accuracy_loss']:+.2f} points)")
-        else:
-            lines.append("  accuracy: skipped (the data has no labels 'y')")
-        lines.append(f"  agreement     {100 * s['agreement']:6.2f} %   (SNN top-1 == ANN top-1)")
+        lines += _quality_lines(s)
     width = max([len("layer")] + [len(layer["name"]) for layer in s["layers"]])
     fitted = any("mse_phase2" in layer for layer in s["layers"])
     mse = f"  {'MSE phase 1 -> 2':>20}" if fitted else ""
@@ -69,8 +96,13 @@ def format_text(s: dict) -> str:
         mse = f"  {layer['mse_phase1']:>9.4g} -> {layer['mse_phase2']:<7.4g}" if fitted else ""
         lines.append(f"  {layer['name']:<{width}}  {layer['threshold']:>10.4g}  {rate:>11}{mse}  "
                      f"{layer['threshold_source']}{note}")
+    if s["sweep"]:
+        lines.append("  sweep:  " + "  ".join(f"T={r['T']}: {_sweep_cell(r)}" for r in s["sweep"]))
     if s["readout_activations"]:
         lines.append(f"  analog readout activations: {', '.join(s['readout_activations'])}")
+    if s["weights_refitted"]:
+        lines.append(f"  NOTE: the weights feeding {len(s['weights_refitted'])} layer(s) were refitted "
+                     f"(--refit-weights): {', '.join(s['weights_refitted'])}")
     if s["output"]:
         lines.append(f"SNN written to {s['output']}")
     return "\n".join(lines)

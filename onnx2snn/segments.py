@@ -17,15 +17,13 @@ from .runtime import make_session
 
 
 class Segment:
-    """The sub-graph computing the input current of IF node ``if_name`` ([T*B, ...] rows).
-
-    ``inputs`` are the graph inputs and earlier spike trains it needs, in feed order.
+    """The sub-graph computing tensor ``output`` of ``snn`` from the graph inputs and the spike
+    trains in ``available``; ``inputs`` are the ones it needs, in feed order.
     """
 
-    def __init__(self, snn: onnx.ModelProto, if_name: str, available: set[str], config: Config):
+    def __init__(self, snn: onnx.ModelProto, output: str, available: set[str], config: Config | None):
         graph = gs.import_onnx(snn)
-        node = next(n for n in graph.nodes if n.name == if_name)
-        self.output = node.inputs[0].name
+        self.output = output
         tensors = graph.tensors()
         boundary = [tensors[name] for name in sorted(available) if name in tensors]
         for tensor in boundary:
@@ -36,7 +34,7 @@ class Segment:
         self.inputs = [t.name for t in graph.inputs]
         model = gs.export_onnx(graph, do_type_check=False)
         model.ir_version = snn.ir_version
-        self.session = make_session(model, config)
+        self.session = make_session(model, config) if config is not None else None
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run([self.output], {k: feeds[k] for k in self.inputs})[0]

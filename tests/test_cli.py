@@ -87,3 +87,19 @@ def test_help_lists_options_with_defaults():
     assert proc.returncode == 0
     for option in ("-T", "--calib", "--data", "--json", "--percentile", "(default: 16)"):
         assert option in proc.stdout
+
+
+def test_sweep_and_baseline_method(shipped):
+    proc = run_cli(shipped, "-T", 4, "--method", "percentile-half", "--sweep", "1,2,8", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [r["T"] for r in report["sweep"]] == [1, 2, 8]
+    assert all(0 <= r["snn_accuracy"] <= 1 for r in report["sweep"])
+    assert report["method"] == "percentile-half" and report["phase"] == 1
+    assert report["percentile"] == 99.9 and report["granularity"] == "tensor"
+    assert "sweep:" in proc.stderr
+
+
+def test_bad_sweep_is_a_usage_error(shipped):
+    proc = run_cli(shipped, "--sweep", "1,x")
+    assert proc.returncode == 2 and "comma-separated" in proc.stderr

@@ -3,6 +3,11 @@ each network scales them to [0, 1] itself (``Scale``), so data files stay exact 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import onnx
+import torch
+from onnx import numpy_helper
 from torch import nn
 
 
@@ -70,3 +75,17 @@ def resnet_maxpool(shape):
 
 ARCHITECTURES = {"mlp": mlp, "cnn_small": cnn_small, "cnn_deep": cnn_deep, "vgg_fashion": vgg_fashion,
                  "resnet_maxpool": resnet_maxpool}
+
+
+def from_onnx(path: Path, arch: str, sample_shape) -> nn.Module:
+    """The torch network ``arch`` with the weights of an ONNX file it was exported to (TorchScript
+    exporter, no constant folding: initializer names are the state_dict keys)."""
+    model = ARCHITECTURES[arch](sample_shape)
+    graph = onnx.load(path).graph
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    for node in graph.node:  # the exporter writes equal tensors once and aliases them with Identity
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
+    missing, _ = model.load_state_dict(weights, strict=False)
+    assert all(k.endswith("num_batches_tracked") for k in missing), missing
+    return model.eval()

@@ -54,9 +54,10 @@ def main() -> None:
     parser.add_argument("--percentiles", type=float, nargs="+",
                         default=[99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0])
     parser.add_argument("--models", nargs="*", help="model stems (default: all shipped)")
+    parser.add_argument("--granularity", choices=["tensor", "channel"], default="channel")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    config = Config(batch_size=128)
+    config = Config(batch_size=128, granularity=args.granularity)
     paths = [p for p in shipped_models() if not args.models or p.stem in args.models]
     results = [sweep(p, args.percentiles, args.T, config) for p in paths]
     print(f"{'model':<14} {'ANN':>6}  {'pct':>7}  " + "  ".join(f"T={T:<4}" for T in args.T))

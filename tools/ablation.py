@@ -1,0 +1,103 @@
+"""Ablation: ANN vs SNN accuracy for every shipped model, every method and T.
+
+    python tools/ablation.py [--models ...] [--T 1 2 4 8 16 32] [--json] [--markdown]
+
+Methods (all in onnx2snn, same statistics, same test split):
+  max              Diehl et al. 2015: theta = max activation, v(0) = 0
+  percentile       Rueckauer et al. 2017: theta = 99.9th percentile, v(0) = 0
+  percentile-half  Deng & Gu 2021 / Bu et al. 2022: 99.9th percentile, v(0) = theta / 2
+  ours-phase1      dual-phase, phase 1 only (percentile 98 per channel, v(0) = theta / 2)
+  ours             dual-phase: phase 1 + phase 2 (the default of the onnx2snn command)
+Also, for models with max-pooling, accuracy at large T with the naive per-step max over spikes
+vs the spiking max-pool (``--pool``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import onnx2snn  # noqa: E402
+from onnx2snn import Config, load  # noqa: E402
+from onnx2snn.data import load_npz  # noqa: E402
+from onnx2snn.evaluation import evaluate  # noqa: E402
+from onnx2snn.plan import make_plan  # noqa: E402
+from onnx2snn.rewrite import to_snn  # noqa: E402
+from onnx2snn.stats import collect  # noqa: E402
+from onnx2snn.thresholds import phase1  # noqa: E402
+
+METHODS = {
+    "max": {"method": "max"},
+    "percentile": {"method": "percentile"},
+    "percentile-half": {"method": "percentile-half"},
+    "ours-phase1": {"phase": 1},
+    "ours": {},
+}
+
+
+def shipped() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "models").glob("*.onnx") if not p.name.endswith(".snn.onnx"))
+
+
+def accuracies(name: str, steps: list[int], options: dict) -> tuple[float, dict[int, float]]:
+    path = ROOT / "models" / f"{name}.onnx"
+    result = onnx2snn.convert(path, path.with_suffix(".calib.npz"), Config(T=steps[0], **options),
+                              data=path.with_suffix(".test.npz"), sweep=steps[1:])
+    evals = {steps[0]: result.evaluation, **result.sweep}
+    return result.evaluation.ann_accuracy, {T: e.snn_accuracy for T, e in evals.items()}
+
+
+def pool_convergence(name: str, steps=(16, 64, 256)) -> list[dict]:
+    """Naive vs spiking max-pool at large T (phase 1, percentile-half thresholds)."""
+    path = ROOT / "models" / f"{name}.onnx"
+    ann = load.normalize(load.load_model(path))
+    plan = make_plan(ann)
+    config = Config(method="percentile-half")
+    calib, test = load_npz(path.with_suffix(".calib.npz"), ann), load_npz(path.with_suffix(".test.npz"), ann)
+    params = phase1(plan, collect(ann, plan, calib, config), config)
+    rows = []
+    for T in steps:
+        naive, spiking = (evaluate(ann, to_snn(ann, plan, params, T, spiking_pool=s), test, config)
+                          for s in (False, True))
+        rows.append({"model": name, "T": T, "ann": naive.ann_accuracy, "naive": naive.snn_accuracy,
+                     "spiking": spiking.snn_accuracy})
+    return rows
+
+
+def has_maxpool(name: str) -> bool:
+    model = load.load_model(ROOT / "models" / f"{name}.onnx")
+    return any(n.op_type in ("MaxPool", "GlobalMaxPool") for n in model.graph.node)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--pool", action="store_true", help="also the max-pool convergence table")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    onnx2snn.progress.set_enabled(False)
+    rows = []
+    for name in args.models or shipped():
+        for method in args.methods:
+            ann, acc = accuracies(name, args.T, METHODS[method])
+            rows.append({"model": name, "method": method, "ann": ann, "snn": acc})
+            cells = " | ".join(f"{100 * acc[T]:.2f}" for T in args.T)
+            print(f"| {name} | {method} | {100 * ann:.2f} | {cells} |", flush=True)
+    pools = [r for name in (args.models or shipped()) if args.pool and has_maxpool(name)
+             for r in pool_convergence(name)]
+    for r in pools:
+        print(f"| {r['model']} | T={r['T']} | {100 * r['ann']:.2f} | naive {100 * r['naive']:.2f} | "
+              f"spiking {100 * r['spiking']:.2f} |")
+    if args.json:
+        print(json.dumps({"T": args.T, "rows": rows, "pool": pools}))
+
+
+if __name__ == "__main__":
+    main()
