@@ -110,13 +110,16 @@ def _check_input(x: np.ndarray, spec: onnx.ValueInfoProto, source: str, key: str
 
 
 def _check_labels(y: np.ndarray, n: int, source: str) -> np.ndarray:
-    if y.ndim != 1 or len(y) != n:
-        raise DataError(f"{source}: labels 'y' have shape {list(y.shape)}; expected [{n}] "
-                        "(one integer class per sample)")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
-            raise DataError(f"{source}: labels 'y' must be integer class indices, got {y.dtype}")
+    """Integer class indices (cast exactly from integral floats), or float regression targets."""
+    if len(y) != n or y.ndim not in (1, 2):
+        raise DataError(f"{source}: labels 'y' have shape {list(y.shape)}; expected [{n}] (one class "
+                        f"per sample) or [{n}, k] (regression targets)")
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        raise DataError(f"{source}: labels 'y' must be numbers, got {y.dtype}")
+    if not np.isfinite(y).all():
+        raise DataError(f"{source}: labels 'y' contain NaN/Inf; clean the data")
+    if np.issubdtype(y.dtype, np.floating):
+        if y.ndim == 2 or not np.all(np.mod(y, 1) == 0):
+            return y.astype(np.float64)  # regression targets
         y = y.astype(np.int64)
-    if (y < 0).any():
-        raise DataError(f"{source}: labels 'y' contain negative values; use class indices 0..K-1")
     return y.astype(np.int64, copy=False)

@@ -1,8 +1,11 @@
 """Stage 7: evaluate the SNN against the ANN on real inputs.
 
-Accuracy is top-1 on the model's score output (the first floating-point output shaped [N, K]);
-agreement is the fraction of samples where the SNN's top-1 class equals the ANN's, which needs no
-labels. Firing rates are measured from the spikes: spikes / (neurons * T * samples).
+Accuracy is top-1 on the model's score output (the first floating-point output shaped [N, K], or
+``--score-output``; an integer label output is used as the prediction itself); agreement is the
+fraction of samples where the SNN's top-1 class equals the ANN's, which needs no labels. A model
+with one float output per sample is treated as a regression: R^2 against float targets ``y``.
+For float outputs, the RMS difference between SNN and ANN outputs is reported too. Firing rates
+are measured from the spikes: spikes / (neurons * T * samples).
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ class Evaluation:
     data: str
     samples: int
     score_output: str
-    ann_accuracy: float | None
+    ann_accuracy: float | None  # top-1 vs labels (classification with labels)
     snn_accuracy: float | None
-    agreement: float
+    agreement: float | None  # fraction of samples with SNN top-1 == ANN top-1 (classification)
     firing_rates: dict[str, float]  # by spiking layer (activation node) name
+    output_rmse: float | None = None  # RMS difference of SNN and ANN scores (float outputs)
+    task: str = "classification"  # or "regression" (one float per sample)
+    ann_r2: float | None = None  # regression with targets y: coefficient of determination
+    snn_r2: float | None = None
 
     @property
     def accuracy_loss(self) -> float | None:
@@ -38,19 +45,26 @@ class Evaluation:
 
 
 def score_output(model: onnx.ModelProto, requested: str | None = None) -> str:
-    """Name of the output that holds class scores: ``requested``, or the first float [N, K] one."""
+    """The output compared between ANN and SNN: ``requested``, else the first float output shaped
+    [N, K], else the first tensor output (e.g. an integer label output)."""
     outputs = list(model.graph.output)
+    tensors = [o for o in outputs if o.type.HasField("tensor_type")]
     if requested:
         if requested not in {o.name for o in outputs}:
             raise DataError(f"score output '{requested}' is not an output of the model; choose one "
                             f"of {[o.name for o in outputs]}")
+        if requested not in {o.name for o in tensors}:
+            raise DataError(f"output '{requested}' is not a tensor (e.g. a ZipMap sequence of maps); "
+                            f"choose one of {[o.name for o in tensors]}")
         return requested
-    for out in outputs:
+    for out in tensors:
         t = out.type.tensor_type
         is_float = t.elem_type and np.issubdtype(helper.tensor_dtype_to_np_dtype(t.elem_type), np.floating)
         if is_float and len(t.shape.dim) == 2:
             return out.name
-    return outputs[0].name
+    if not tensors:
+        raise DataError("the model has no tensor output to compare; re-export it with a score output")
+    return tensors[0].name
 
 
 def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, data: Dataset, config: Config,
@@ -76,20 +90,47 @@ def _scores(session, data, config, name, desc):
 
 
 def _compare(data, name, ann_scores, snn_scores, rates) -> Evaluation:
+    rmse = None
+    if np.issubdtype(ann_scores.dtype, np.floating):
+        rmse = float(np.sqrt(np.mean((snn_scores.astype(np.float64) - ann_scores) ** 2)))
+    if _is_regression(ann_scores):
+        ann_r2 = snn_r2 = None
+        if data.labels is not None:
+            y = data.labels.astype(np.float64).reshape(len(data), -1)
+            ann_r2, snn_r2 = (_r2(y, s.reshape(len(data), -1)) for s in (ann_scores, snn_scores))
+        return Evaluation(data.source, len(data), name, None, None, None, rates, rmse, "regression",
+                          ann_r2, snn_r2)
     ann_top, snn_top = _top1(ann_scores, name), _top1(snn_scores, name)
     ann_acc = snn_acc = None
     if data.labels is not None:
-        classes = ann_scores.shape[1]
-        if data.labels.max() >= classes:
-            raise DataError(f"{data.source}: label {int(data.labels.max())} is out of range for "
+        labels = data.labels
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(f"{data.source}: labels 'y' must be integer class indices for output '{name}'")
+        if labels.ndim != 1 or (labels < 0).any():
+            raise DataError(f"{data.source}: labels 'y' for output '{name}' must be class indices 0..K-1, "
+                            "one per sample")
+        classes = ann_scores.shape[1] if ann_scores.ndim == 2 else None
+        if classes is not None and labels.max() >= classes:
+            raise DataError(f"{data.source}: label {int(labels.max())} is out of range for "
                             f"output '{name}' with {classes} classes")
-        ann_acc = float(np.mean(ann_top == data.labels))
-        snn_acc = float(np.mean(snn_top == data.labels))
+        ann_acc, snn_acc = float(np.mean(ann_top == labels)), float(np.mean(snn_top == labels))
     agreement = float(np.mean(ann_top == snn_top))
-    return Evaluation(data.source, len(data), name, ann_acc, snn_acc, agreement, rates)
+    return Evaluation(data.source, len(data), name, ann_acc, snn_acc, agreement, rates, rmse)
+
+
+def _is_regression(scores: np.ndarray) -> bool:
+    """One float per sample: [N] or [N, 1] floating-point output."""
+    return np.issubdtype(scores.dtype, np.floating) and (scores.ndim == 1 or scores.shape[1:] == (1,))
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    total = float(((y - y.mean(axis=0)) ** 2).sum())
+    return 1.0 - float(((y - pred) ** 2).sum()) / total if total else float("nan")
 
 
 def _top1(scores: np.ndarray, name: str) -> np.ndarray:
+    if scores.ndim == 1 and np.issubdtype(scores.dtype, np.integer):
+        return scores  # a label output
     if scores.ndim != 2:
         raise DataError(f"output '{name}' has shape {list(scores.shape)}, not [N, classes]; "
                         "name the score output with --score-output")

@@ -1,8 +1,8 @@
 """Stage 1: load a model file safely and normalise its graph.
 
 Normalisation makes every later stage simpler: opset >= 13, a symbolic batch dimension, constant
-sub-graphs folded, Identity and inference-mode Dropout removed, nodes in topological order, and
-shapes inferred.
+sub-graphs folded, BatchNormalization folded into the Conv/Gemm before it where possible,
+Identity and inference-mode Dropout removed, nodes in topological order, and shapes inferred.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 from onnx import external_data_helper, shape_inference, version_converter
 
+from . import large
 from .errors import ModelLoadError
+from .fold import fold_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -68,30 +71,57 @@ def _load_external_data(model: onnx.ModelProto, base: Path) -> None:
 def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return a normalised copy of ``model`` (see module docstring)."""
     model = _upgrade_opset(model)
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    batch = _static_batch(model)
+    first_dims = _first_dims(infer_shapes(model)) if batch is not None else {}
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    model = copy
     del model.graph.value_info[:]
     for value in list(model.graph.input) + list(model.graph.output):
         _symbolic_batch(value)
     graph = gs.import_onnx(model)
     graph.fold_constants()
     graph.cleanup()
+    if batch is not None:
+        _free_batch_in_reshapes(graph, batch, first_dims)
+    fold_batchnorm(graph)
     _remove_identities(graph)
     graph.cleanup().toposort()
     _name_nodes(graph)
     out = gs.export_onnx(graph, do_type_check=False)
+    restore_output_types(out, model)
     out.ir_version = max(model.ir_version, 8)
     out.metadata_props.extend(model.metadata_props)
     out.producer_name, out.producer_version = model.producer_name, model.producer_version
     return infer_shapes(out)
 
 
+def restore_output_types(model: onnx.ModelProto, reference: onnx.ModelProto) -> None:
+    """Give graph outputs the types they have in ``reference`` (onnx-graphsurgeon keeps tensor types
+    only, so sequence/map outputs such as ZipMap's would otherwise become undefined)."""
+    types = {o.name: o.type for o in reference.graph.output}
+    for out in model.graph.output:
+        if out.name in types:
+            out.type.CopyFrom(types[out.name])
+
+
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """ONNX shape inference; failures are logged, not fatal (later stages check what they need)."""
+    """ONNX shape inference; failures are logged, not fatal (later stages check what they need).
+    Above 2 GB it runs on a copy with stub weights and the inferred types are copied back."""
     try:
-        return shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        if not large.is_large(model):
+            return shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        light = shape_inference.infer_shapes(large.stub_weights(model), strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - inference is best effort
         log.warning("shape inference failed (%s); continuing without inferred shapes", exc)
         return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.value_info[:]
+    out.graph.value_info.extend(light.graph.value_info)
+    for mine, inferred in zip(out.graph.output, light.graph.output):
+        mine.type.CopyFrom(inferred.type)
+    return out
 
 
 def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -113,6 +143,45 @@ def _symbolic_batch(value: onnx.ValueInfoProto) -> None:
     dims = value.type.tensor_type.shape.dim
     if len(dims) >= 1 and not dims[0].dim_param:
         dims[0].dim_param = BATCH
+
+
+def _static_batch(model: onnx.ModelProto) -> int | None:
+    """The fixed batch size all graph inputs share, or None (dynamic or inconsistent)."""
+    inits = {t.name for t in model.graph.initializer}
+    firsts = set()
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
+        if value.name in inits:
+            continue
+        if not dims or not dims[0].HasField("dim_value"):
+            return None
+        firsts.add(dims[0].dim_value)
+    return firsts.pop() if len(firsts) == 1 else None
+
+
+def _first_dims(model: onnx.ModelProto) -> dict[str, int]:
+    """Inferred static dimension 0 of every tensor that has one."""
+    out = {}
+    for value in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value"):
+            out[value.name] = dims[0].dim_value
+    return out
+
+
+def _free_batch_in_reshapes(graph: gs.Graph, batch: int, first_dims: dict[str, int]) -> None:
+    """A model exported with a fixed batch B often reshapes to [B, ...]; make that [0, ...] (copy
+    dimension 0 from the input) where the reshaped tensor has B rows, so any batch size works."""
+    for node in graph.nodes:
+        if node.op != "Reshape" or not isinstance(node.inputs[1], gs.Constant):
+            continue
+        shape = np.asarray(node.inputs[1].values)
+        if shape.size and shape[0] == batch and first_dims.get(node.inputs[0].name) == batch:
+            fixed = shape.copy()
+            fixed[0] = 0
+            node.inputs[1] = gs.Constant(f"{node.name}/batch_free_shape", fixed)
+            node.attrs.pop("allowzero", None)
+            log.info("Reshape '%s': fixed batch %d in its target shape made dynamic", node.name, batch)
 
 
 def _remove_identities(graph: gs.Graph) -> None:

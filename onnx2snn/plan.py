@@ -9,7 +9,9 @@ Definitions (on the normalised graph, in topological order):
   Shape/Size outputs are not dynamic (they read shapes only).
 * a node is **time-batched** when it has a dynamic input and a spiking layer downstream: it runs on
   T*B rows (T steps stacked, time-major) and must act linearly on spike trains (registry roles
-  WEIGHTED, LINEAR or MAXPOOL, and its check passes).
+  WEIGHTED, LINEAR or MAXPOOL, and its check passes). Shape/Size nodes are never time-batched:
+  one whose result feeds a time-batched node reads the T*B-row tensor (so shape arithmetic gives
+  T*B rows); one feeding only the readout reads the averaged tensor (B rows).
 
 Nodes that only see the analog input (static region) or only the averaged output (readout region)
 run exactly as in the ANN, so any op is fine there -- except a non-ReLU activation that feeds a
@@ -46,6 +48,7 @@ class Plan:
     dynamic: frozenset[str]  # tensors that depend on spikes
     time_batched: frozenset[str]  # non-IF nodes that run on T*B rows
     time_major: frozenset[str]  # tensors with T*B rows: outputs of IF and time-batched nodes
+    row_shape_readers: frozenset[str] = frozenset()  # Shape/Size nodes that must see the T*B rows
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -78,7 +81,7 @@ def make_plan(model: onnx.ModelProto) -> Plan:
     spiking_ids = {id(n) for n in spiking}
     spikes_after = _reaches(nodes, lambda n: id(n) in spiking_ids)
     batched = [n for n in nodes if id(n) not in spiking_ids and spikes_after[id(n)]
-               and any(t.name in dynamic for t in n.inputs)]
+               and any(t.name in dynamic for t in n.inputs) and _role(n) is not Role.SHAPE]
     problems += _check_time_batched(batched, dynamic)
     if problems:
         raise UnsupportedModelError(
@@ -86,8 +89,12 @@ def make_plan(model: onnx.ModelProto) -> Plan:
             "(nothing was written):", problems)
     layers = tuple(_layer(n) for n in spiking)
     time_major = {t.name for n in spiking + batched for t in n.outputs}
+    batched_ids = {id(n) for n in batched}
+    feeds_batched = _reaches(nodes, lambda n: id(n) in batched_ids)
+    shape_readers = {n.name for n in nodes if _role(n) is Role.SHAPE and feeds_batched[id(n)]
+                     and any(t.name in time_major for t in n.inputs)}
     return Plan(layers, tuple(readout), frozenset(dynamic), frozenset(n.name for n in batched),
-                frozenset(time_major))
+                frozenset(time_major), frozenset(shape_readers))
 
 
 def _role(node: gs.Node) -> Role | None:

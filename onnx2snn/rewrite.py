@@ -26,8 +26,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from . import __version__
-from .errors import UnsupportedModelError
-from .load import infer_shapes
+from .load import infer_shapes, restore_output_types
 from .ops import Role, if_neuron, lookup
 from .ops.spiking_pool import spiking_max_pool
 from .ops.time_axis import const, to_steps
@@ -36,8 +35,11 @@ from .thresholds import LayerParams
 
 
 def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T: int,
-           metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-    """The SNN for ``T`` steps with the IF parameters ``params`` (by layer name)."""
+           metadata: dict[str, str] | None = None, spiking_pool: bool = True) -> onnx.ModelProto:
+    """The SNN for ``T`` steps with the IF parameters ``params`` (by layer name).
+
+    ``spiking_pool=False`` leaves max-pooling as a plain per-step max over spikes (the naive
+    conversion, kept only to measure what the spiking max-pool fixes)."""
     graph = gs.import_onnx(model)
     for tensor in graph.tensors().values():
         if tensor.name in plan.time_major and tensor not in graph.outputs:
@@ -53,10 +55,11 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
             if _needs_repeat(tensor, plan):
                 node.inputs[i] = _repeat(graph, tensor, T, tiles)
         spec = lookup(node)
-        if spec is not None and spec.role is Role.MAXPOOL:
+        if spiking_pool and spec is not None and spec.role is Role.MAXPOOL:
             spiking_max_pool(graph, node, T)
     graph.cleanup().toposort()
     snn = gs.export_onnx(graph, do_type_check=False)
+    restore_output_types(snn, model)
     snn.ir_version = max(model.ir_version, 8)
     if_neuron.install(snn, T)
     _set_metadata(snn, model, T, metadata or {})
@@ -95,14 +98,30 @@ def _repeat(graph, tensor, T, tiles):
     """``tensor`` [B, ...] repeated T times on axis 0 -> [T*B, ...] (time-major); shared."""
     if tensor.name in tiles:
         return tiles[tensor.name]
-    if tensor.shape is None:
-        raise UnsupportedModelError(f"the rank of tensor '{tensor.name}' is unknown after shape "
-                                    "inference; export the model with static ranks")
-    repeats = const(f"{tensor.name}/repeat/repeats", [T] + [1] * (len(tensor.shape) - 1))
+    if tensor.shape is not None:
+        repeats = const(f"{tensor.name}/repeat/repeats", [T] + [1] * (len(tensor.shape) - 1))
+    else:  # rank unknown to shape inference (e.g. after ai.onnx.ml ops): [T, 1, ..., 1] at run time
+        repeats = _dynamic_repeats(graph, tensor, T)
     out = gs.Variable(f"{tensor.name}/repeat", dtype=tensor.dtype)
     graph.nodes.append(gs.Node("Tile", f"{tensor.name}/repeat", inputs=[tensor, repeats], outputs=[out]))
     tiles[tensor.name] = out
     return out
+
+
+def _dynamic_repeats(graph, tensor, T):
+    base = f"{tensor.name}/repeat"
+    v = lambda s: gs.Variable(f"{base}/{s}", dtype=np.int64)  # noqa: E731
+    shape, rank, rest, ones, repeats = v("shape"), v("rank"), v("rank_minus_1"), v("ones"), v("repeats")
+    one = gs.Constant(f"{base}/one_value", np.asarray([1], dtype=np.int64))
+    graph.nodes += [
+        gs.Node("Shape", f"{base}/shape", inputs=[tensor], outputs=[shape]),
+        gs.Node("Shape", f"{base}/rank", inputs=[shape], outputs=[rank]),
+        gs.Node("Sub", f"{base}/rank_minus_1", inputs=[rank, const(f"{base}/one", [1])], outputs=[rest]),
+        gs.Node("ConstantOfShape", f"{base}/ones", attrs={"value": one}, inputs=[rest], outputs=[ones]),
+        gs.Node("Concat", f"{base}/repeats", attrs={"axis": 0}, inputs=[const(f"{base}/T", [T]), ones],
+                outputs=[repeats]),
+    ]
+    return repeats
 
 
 def _insert_readout(graph, plan: Plan, T):
@@ -110,7 +129,7 @@ def _insert_readout(graph, plan: Plan, T):
 
     Runs on the ANN graph before any other change: time-batched nodes and spiking activations are
     the consumers that keep seeing T*B rows."""
-    batched = plan.time_batched | {layer.name for layer in plan.layers}
+    batched = plan.time_batched | plan.row_shape_readers | {layer.name for layer in plan.layers}
     for tensor in [t for t in graph.tensors().values() if t.name in plan.time_major]:
         readers = [n for n in tensor.outputs if n.name not in batched]
         is_output = tensor in graph.outputs

@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from . import large
 from .config import Config
 from .data import Dataset, as_dataset
 from .ops import if_neuron
@@ -30,7 +31,12 @@ def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True) 
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     providers = list(config.providers) if config.providers else ["CPUExecutionProvider"]
-    return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+    if not large.is_large(model):
+        return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+    file = large.SessionFile(model)  # above 2 GB: load from a file with external data
+    session = ort.InferenceSession(file.path, options, providers=providers)
+    session._onnx2snn_file = file  # the folder lives as long as the session
+    return session
 
 
 def expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
@@ -101,7 +107,14 @@ def run(model: onnx.ModelProto, data: Dataset, config: Config,
     for _, values in run_batches(session, data, config.batch_size, names, desc):
         for n in names:
             chunks[n].append(values[n])
-    return {n: np.concatenate(v) if v[0].ndim else np.asarray(v) for n, v in chunks.items()}
+    return {n: _join(v) for n, v in chunks.items()}
+
+
+def _join(parts: list):
+    """Batches of one output joined: arrays on axis 0, scalars stacked, sequences (ZipMap) chained."""
+    if isinstance(parts[0], list):
+        return [item for part in parts for item in part]
+    return np.concatenate(parts) if parts[0].ndim else np.asarray(parts)
 
 
 def simulate(model: onnx.ModelProto, inputs, config: Config | None = None) -> dict[str, np.ndarray]:

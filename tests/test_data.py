@@ -24,9 +24,9 @@ def test_x_or_input_name_and_exact_integer_cast(tmp_path):
     ({"x": np.zeros((0, 2, 6, 6))}, "no samples"),
     ({"x": np.full((2, 2, 6, 6), np.nan)}, "NaN"),
     ({"x": np.zeros((2, 2, 6, 6), dtype=bool)}, "dtype"),
-    ({"x": np.zeros((2, 2, 6, 6)), "y": np.array([0, -1])}, "negative"),
     ({"x": np.zeros((2, 2, 6, 6)), "y": np.array([0])}, "labels"),
-    ({"x": np.zeros((2, 2, 6, 6)), "y": np.array([0.5, 1])}, "integer"),
+    ({"x": np.zeros((2, 2, 6, 6)), "y": np.array([0.5, np.nan])}, "NaN"),
+    ({"x": np.zeros((2, 2, 6, 6)), "y": np.array(["a", "b"])}, "numbers"),
 ])
 def test_bad_arrays_raise_data_error(arrays, needle):
     with pytest.raises(DataError, match=needle):
@@ -39,3 +39,10 @@ def test_unreadable_or_missing_npz(tmp_path):
     (tmp_path / "bad.npz").write_text("nope")
     with pytest.raises(DataError, match="not a readable"):
         load_npz(tmp_path / "bad.npz", cnn())
+
+
+def test_integral_float_labels_are_classes_and_other_floats_are_targets():
+    x = np.zeros((3, 2, 6, 6))
+    assert from_arrays({"x": x, "y": np.array([0.0, 2.0, 1.0])}, cnn()).labels.dtype == np.int64
+    targets = from_arrays({"x": x, "y": np.array([0.5, 2.0, 1.0])}, cnn()).labels
+    assert targets.dtype == np.float64

@@ -33,8 +33,26 @@ def test_firing_rate_counts_spikes_exactly():
     assert ev.firing_rates[result.plan.layers[0].name] == pytest.approx(float((spikes > 0).mean()))
 
 
-def test_labels_out_of_range():
+def test_labels_out_of_range_or_negative():
     model, x = mlp(), inputs((8,), n=10)
     result = onnx2snn.convert(model, {"x": x}, Config(T=4))
     with pytest.raises(DataError, match="out of range"):
         evaluate(result.ann, result.snn, from_arrays({"x": x, "y": np.full(10, 7)}, model), Config())
+    with pytest.raises(DataError, match="class indices"):
+        evaluate(result.ann, result.snn, from_arrays({"x": x, "y": np.full(10, -1)}, model), Config())
+
+
+def test_float_targets_on_a_classifier_are_refused():
+    model, x = mlp(), inputs((8,), n=10)
+    result = onnx2snn.convert(model, {"x": x}, Config(T=4))
+    with pytest.raises(DataError, match="integer class indices"):
+        evaluate(result.ann, result.snn, from_arrays({"x": x, "y": np.full(10, 0.5)}, model), Config())
+
+
+def test_single_output_is_a_regression_with_r2():
+    model, x = mlp(widths=(8, 16, 1)), inputs((8,), n=200)
+    y = run_ort(model, {"x": x})[0][:, 0] + 0.01
+    result = onnx2snn.convert(model, {"x": x}, Config(T=64))
+    ev = evaluate(result.ann, result.snn, from_arrays({"x": x, "y": y}, model), Config())
+    assert ev.task == "regression" and ev.agreement is None and ev.ann_accuracy is None
+    assert ev.ann_r2 > 0.99 and ev.snn_r2 > 0.9 and ev.output_rmse < 0.2

@@ -82,3 +82,35 @@ def test_old_opset_is_upgraded():
     assert next(o.version for o in out.opset_import if o.domain == "") == load.MIN_OPSET
     x = inputs((2, 6, 6), n=3)
     np.testing.assert_allclose(run_ort(out, {"x": x})[0], run_ort(model, {"x": x})[0], rtol=1e-5)
+
+
+def test_fixed_batch_export_is_made_dynamic():
+    g = GraphBuilder()
+    h = g.relu(g.conv("x", 2, 3))
+    h = g.op("Reshape", [h, g.const(np.array([1, 3 * 6 * 6], np.int64))])
+    g.gemm(g.relu(g.gemm(h, 108, 8)), 8, 2)
+    g.nodes[-1].output[0] = "y"
+    model = g.model({"x": [1, 2, 6, 6]}, {"y": [1, 2]})
+    out = load.normalize(model)
+    x = inputs((2, 6, 6), n=5)
+    y = np.concatenate([run_ort(model, {"x": x[i:i + 1]})[0] for i in range(5)])
+    np.testing.assert_allclose(run_ort(out, {"x": x})[0], y, rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_is_folded_into_conv_and_gemm():
+    g = GraphBuilder()
+    rng = np.random.default_rng(0)
+
+    def bn(x, c):
+        params = [rng.uniform(0.5, 2, c), rng.normal(size=c), rng.normal(size=c), rng.uniform(0.5, 2, c)]
+        return g.op("BatchNormalization", [x] + [g.const(p.astype(np.float32)) for p in params])
+
+    h = g.relu(bn(g.conv("x", 2, 4), 4))
+    h = g.op("Flatten", [h], axis=1)
+    g.gemm(g.relu(bn(g.gemm(h, 144, 8), 8)), 8, 2)
+    g.nodes[-1].output[0] = "y"
+    model = g.model({"x": ["N", 2, 6, 6]}, {"y": ["N", 2]})
+    out = load.normalize(model)
+    assert "BatchNormalization" not in [n.op_type for n in out.graph.node]
+    x = inputs((2, 6, 6), n=7)
+    np.testing.assert_allclose(run_ort(out, {"x": x})[0], run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-5)

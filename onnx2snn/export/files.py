@@ -9,6 +9,7 @@ from pathlib import Path
 
 import onnx
 
+from .. import large
 from ..errors import OutputError
 
 
@@ -47,6 +48,24 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os
         raise OutputError(f"output '{path}' is the input model; choose another -o")
     if path.is_dir():
         raise OutputError(f"output '{path}' is a directory; pass a file name such as model.snn.onnx")
+    if large.is_large(model):
+        _save_large(model, path)
+        return path
     with atomic_write(path) as handle:
         handle.write(model.SerializeToString())
     return path
+
+
+def _save_large(model: onnx.ModelProto, path: Path) -> None:
+    """Above 2 GB: ``path`` plus ``path.data`` (external data), both renamed into place at the end."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"output folder '{folder}' does not exist; create it or choose another -o")
+    data_name = path.name + ".data"
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as tmp:
+        large.save_external(model, os.path.join(tmp, path.name), data_name)
+        for name in (data_name, path.name):  # data first: the model never points to a missing file
+            if not os.path.exists(os.path.join(tmp, name)):
+                continue
+            os.chmod(os.path.join(tmp, name), 0o666 & ~_umask())
+            os.replace(os.path.join(tmp, name), folder / name)
