@@ -3,19 +3,22 @@
 Layer by layer in topological order, the earlier layers already calibrated and their spike trains
 cached, with a_l the ANN activation and r_l = theta * (spike count) / T the SNN rate of layer l:
 
-1. **Search** (first ``search_samples`` calibration samples, up to ``search_neurons`` neurons):
+1. **Search** (the search set of :mod:`.targets`: up to 256 samples or a tenth, up to 2,048 neurons):
    threshold theta = f * theta_1 and v(0) = alpha * theta minimising sum (r_l - a_l)^2 over a grid
    of f, then of alpha (per layer, or per channel).
-2. **Correction** (means over all calibration samples): per-channel bias current
-   ``b_c = E_c[a] - E_c[r]`` added at every step, and per-neuron potential
-   ``v0 += T * (E[a] - E[r] - b_c)`` for what the channel bias leaves (Li et al. 2021).
-3. **Commit**: the layer's spikes with the final parameters are cached as later layers' input. If the
-   corrections fit the search samples worse than the searched parameters, they are dropped.
+2. **Commit and measure**: the layer's spikes with the searched parameters are cached (bit-packed)
+   as later layers' input, and E[r] is measured per neuron on all calibration samples.
+3. **Correction**: per-channel bias current ``b_c = E_c[a] - E_c[r]`` added at every step, and
+   per-neuron potential ``v0 += T * (E[a] - E[r] - b_c)`` for what the channel bias leaves
+   (Li et al. 2021). If it lowers the error on the search set, the spikes are committed again
+   with it; otherwise it is dropped.
 
 Because each layer is fitted to the spikes it will really receive, errors of earlier layers are
 compensated instead of accumulated. No gradients, no change of the user's weights. Each layer's
-segment runs at most twice over the calibration data (once when its currents fit in
-``CURRENT_CACHE_BYTES``).
+segment computes its currents once and they are kept while they fit in ``CURRENT_CACHE_BYTES``;
+beyond that they are recomputed for each pass (search prefix, one or two commits). Cost per layer:
+about one segment run, one or two IF simulations of the calibration set and the search. Phase 2
+uses the first ``config.phase2_samples`` calibration samples.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ import onnx
 
 from .config import Config, Granularity
 from .data import Dataset
-from .ops.if_neuron import if_forward
 from .plan import Plan
 from .progress import progress
 from .rewrite import to_snn
+from .ops import if_neuron
 from .refit import refit_layer
+from .runtime import make_session
 from .segments import Segment, SpikeCache
 from .targets import Targets, ann_targets
 from .thresholds import LayerParams
@@ -42,7 +46,6 @@ log = logging.getLogger(__name__)
 SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25)
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 CURRENT_CACHE_BYTES = 1 << 30
-CORRECTION_ROUNDS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
     Returns the parameters, what was done per layer, and the ANN to rewrite: ``ann`` itself, or a
     copy with refitted weights when ``config.refit_weights``.
     """
+    calib = calib.head(config.phase2_samples)
     work, snn = ann, to_snn(ann, plan, params, config.T)
     targets = ann_targets(ann, plan, calib, config)
     batches = list(calib.batches(config.batch_size))
@@ -71,6 +75,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
     needs = [Segment(snn, layer.current, set(names[:i]), None).inputs for i, layer in enumerate(plan.layers)]
     last_use = {n: max([i for i, inputs in enumerate(needs) if n in inputs], default=-1) for n in names}
     cache, fitted, fits = SpikeCache(), dict(params), []
+    kernel = make_session(if_neuron.kernel_model(config.T), config)
     for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
         refit = None
         if config.refit_weights:
@@ -80,9 +85,8 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                 work, snn = refit, to_snn(refit, plan, params, config.T)
         segment = Segment(snn, layer.current, set(names[:i]), config)
         fitter = _LayerFitter(segment, batches, cache, targets, layer.name, config,
-                              constant=layer.current not in plan.time_major)
-        fitted[layer.name], fit = fitter.fit(params[layer.name])
-        fitter.commit(layer.output, fitted[layer.name])
+                              constant=layer.current not in plan.time_major, kernel=kernel)
+        fitted[layer.name], fit = fitter.fit(params[layer.name], layer.output)
         fits.append(dataclasses.replace(fit, refit=refit is not None))
         log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
         for name in names[: i + 1]:
@@ -94,11 +98,13 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
 class _LayerFitter:
     """Search, correct and commit one layer, reading its currents batch by batch."""
 
-    def __init__(self, segment, batches, cache, targets: Targets, name, config: Config, constant: bool):
+    def __init__(self, segment, batches, cache, targets: Targets, name, config: Config, constant: bool,  # noqa: PLR0913
+                 kernel):
         self.segment, self.batches, self.cache, self.config = segment, batches, cache, config
         self.T, self.target = config.T, targets.layer(name)
         self.steps = 1 if constant else config.T  # a constant current is kept once, not T times
         self.per_channel = config.granularity is Granularity.CHANNEL
+        self.kernel = kernel
         self._kept: dict[int, np.ndarray] = {}
         self._budget = CURRENT_CACHE_BYTES
 
@@ -118,19 +124,20 @@ class _LayerFitter:
                 self._budget -= current.nbytes
             yield b, current
 
-    def fit(self, p1: LayerParams) -> tuple[LayerParams, LayerFit]:
+    def fit(self, p1: LayerParams, name: str) -> tuple[LayerParams, LayerFit]:
+        """Search, commit the spikes of the searched parameters while measuring E[rate], correct,
+        and commit again only if the correction lowers the error on the search set."""
         search = self._search_currents()
         mse = lambda p: self._sse(search, p) / self.target.sample.size  # noqa: E731
         mse1 = mse(p1)
-        best = self._search(search, p1)
-        mse_s = best_mse = mse(best)
-        for _ in range(CORRECTION_ROUNDS):
-            corrected = self._correct(best)
-            mse_c = mse(corrected)
-            if mse_c >= best_mse:
-                break
-            best, best_mse = corrected, mse_c
-        return best, LayerFit(self.target.name, mse1, mse_s, best_mse, best_mse < mse_s)
+        searched = self._search(search, p1)
+        mse_s = mse(searched)
+        corrected = self._corrected(searched, self._mean_rate(searched))
+        mse_c = mse(corrected)
+        self._commit(name, corrected if mse_c < mse_s else searched)
+        self._kept.clear()
+        final = corrected if mse_c < mse_s else searched
+        return final, LayerFit(self.target.name, mse1, mse_s, min(mse_c, mse_s), mse_c < mse_s)
 
     def _search_currents(self) -> np.ndarray:
         """Currents of the search samples at the search neurons: [T, S, n]."""
@@ -144,22 +151,22 @@ class _LayerFitter:
         return np.concatenate(parts, axis=1)
 
     def _rates(self, current: np.ndarray, p: LayerParams, flat_index=None) -> np.ndarray:
-        """Rates [B, n] (or [B, *shape]) of IF neurons driven by ``current`` [steps, B, ...].
+        """Rates [B, n] (or [B, *shape]) of IF neurons driven by ``current`` [steps, B, ...]."""
+        count, _ = self._simulate(current, p, flat_index)
+        return count * (np.asarray(self._at(p.threshold, flat_index), current.dtype) / self.T)
 
-        Same float operations as the IFNeuron function body: u = v + (x + b); fire where
-        u >= theta; v = u - theta where fired."""
+    def _simulate(self, current: np.ndarray, p: LayerParams, flat_index=None, keep: bool = False):
+        """Spike counts of IF neurons driven by ``current`` [steps, B, ...], and (``keep``) the
+        spikes as booleans [T, B, ...]. Runs the IFNeuron kernel in onnxruntime on
+        ``current + bias``: the same operations, in the same order, as the converted model."""
         theta, v0, bias = (self._at(x, flat_index) for x in (p.threshold, p.v0, p.bias))
-        theta = np.asarray(theta, current.dtype)
         if bias is not None:
             current = current + np.asarray(bias, current.dtype)
-        v = np.array(np.broadcast_to(v0, current.shape[1:]), dtype=current.dtype)
-        count = np.zeros(current.shape[1:], dtype=np.float32)
-        for t in range(self.T):
-            np.add(v, current[min(t, len(current) - 1)], out=v)
-            fired = v >= theta
-            np.subtract(v, theta, out=v, where=fired)
-            count += fired
-        return count * (theta / self.T)
+        x = np.broadcast_to(current, (self.T,) + current.shape[1:]).reshape(-1, *current.shape[2:])
+        feeds = {"X": np.ascontiguousarray(x, np.float32), "threshold": np.asarray(theta, np.float32),
+                 "v0": np.asarray(v0, np.float32)}
+        fired = self.kernel.run(["Y"], feeds)[0].reshape((self.T,) + current.shape[1:]) > 0
+        return fired.sum(axis=0, dtype=np.int32).astype(np.float32), (fired if keep else None)
 
     def _at(self, value, flat_index):
         """Broadcast a per-layer/channel/neuron parameter to one sample, optionally subsampled."""
@@ -198,13 +205,10 @@ class _LayerFitter:
         return LayerParams(pick("threshold").reshape(shape).astype(np.float32),
                            pick("v0").reshape(shape).astype(np.float32), "phase 2 search")
 
-    def _correct(self, p: LayerParams) -> LayerParams:
-        """Per-channel bias and per-neuron potential from the mean error over all samples."""
-        total, n = np.zeros(self.target.shape, np.float64), 0
-        for _, current in self.currents():
-            total += self._rates(current, p).sum(axis=0)
-            n += current.shape[1]
-        err = self.target.mean - total / n  # E[a] - E[r], per neuron
+    def _corrected(self, p: LayerParams, mean_rate: np.ndarray) -> LayerParams:
+        """Per-channel bias b_c = E_c[a] - E_c[r] (a current added at every step) and per-neuron
+        potential v0 += T * (E[a] - E[r] - b_c) for what the channel bias leaves."""
+        err = self.target.mean - mean_rate  # E[a] - E[r], per neuron
         axes = tuple(range(1, err.ndim))
         bias = err.mean(axis=axes, keepdims=True) if axes else err.copy()
         v0 = np.broadcast_to(p.v0, err.shape) + self.T * (err - bias)
@@ -213,12 +217,17 @@ class _LayerFitter:
         return LayerParams(p.threshold, v0.astype(np.float32), "phase 2 (search + bias + potential)",
                            bias=bias.astype(np.float32))
 
-    def commit(self, name: str, p: LayerParams) -> None:
+    def _mean_rate(self, p: LayerParams) -> np.ndarray:
+        """E[r] per neuron over all calibration samples with parameters ``p``."""
+        total, n = np.zeros(self.target.shape, np.float64), 0
+        for _, current in self.currents():
+            total += self._simulate(current, p)[0].sum(axis=0)
+            n += current.shape[1]
+        return total / n * (np.asarray(p.threshold, np.float64) / self.T)
+
+    def _commit(self, name: str, p: LayerParams) -> None:
+        """Cache the layer's spikes with ``p`` as later layers' input."""
+        theta = np.asarray(p.threshold, np.float32)
         for b, current in self.currents():
-            theta = np.asarray(p.threshold, current.dtype)
-            x = current + np.asarray(p.bias, current.dtype) if p.bias is not None else current
-            x = np.broadcast_to(x, (self.T,) + x.shape[1:])
-            rows = x.reshape(-1, *x.shape[2:])
-            spikes, _ = if_forward(rows, theta, np.asarray(p.v0, current.dtype), self.T)
-            self.cache.put(name, b, spikes, theta)
-        self._kept.clear()
+            _, fired = self._simulate(current, p, keep=True)
+            self.cache.put(name, b, fired.reshape(-1, *fired.shape[2:]), theta.astype(current.dtype))

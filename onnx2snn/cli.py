@@ -15,10 +15,11 @@ from pathlib import Path
 from . import __version__, progress
 from .config import Config, Granularity, Method
 from .errors import ConfigError, DataError, Onnx2SnnError
-from .export import save_model
+from .export import save_model, unroll
 from .load import load_model
 from .pipeline import convert
 from .report import format_text, summary
+from .runtime import default_providers
 
 EPILOG = """Data files are .npz archives with the model input as 'x' (or by input name) and optional
 integer labels 'y'. Without --calib/--data, MODEL.calib.npz and MODEL.test.npz beside the model are
@@ -70,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output holding class scores (default: first float output shaped [N, K])")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all)")
     p.add_argument("--provider", action="append", default=None,
-                   help="onnxruntime execution provider, repeatable (default: CPUExecutionProvider)")
+                   help="onnxruntime execution provider, repeatable, in order of preference "
+                        f"(default: what this onnxruntime offers: {', '.join(default_providers())})")
+    p.add_argument("--unroll", action="store_true",
+                   help="write the SNN in standard ONNX ops only (no onnx2snn domain, no functions), "
+                        "for any ONNX runtime")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--version", action="version", version=f"onnx2snn {__version__}")
@@ -118,7 +123,7 @@ def _run(args) -> dict:
     ann = load_model(model)
     calib, data = _data_paths(model, args.calib, args.data)
     result = convert(ann, calib, config, data=data, score_output=args.score_output, sweep=args.sweep)
-    save_model(result.snn, output, source=model)
+    save_model(unroll(result.snn) if args.unroll else result.snn, output, source=model)
     return summary(result, str(model), str(output))
 
 

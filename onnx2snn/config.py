@@ -6,6 +6,8 @@ import dataclasses
 import enum
 import math
 
+import onnxruntime as ort
+
 from .errors import ConfigError
 
 MAX_T = 4096
@@ -59,11 +61,15 @@ class Config:
         alpha: initial membrane potential v(0) = alpha * threshold, in [0, 1]; None: the method's.
         batch_size: samples per onnxruntime call (the SNN runs T * batch_size rows at once).
         calib_samples: use at most this many calibration samples (None: all of them).
+        phase2_samples: phase 2 runs on the first this-many calibration samples (statistics use
+            all of them); it keeps their spike trains, one bit per neuron and step, so this bounds
+            its memory. About 1,000, as in the method's paper.
         refit_weights: phase 2 also refits each layer's Conv/Gemm weights by least squares
             (changes the user's weights; off by default).
         histogram_bins: bins of the streaming percentile histogram (resolution 2*max/bins).
         threads: onnxruntime intra-op threads (None: onnxruntime's default).
-        providers: onnxruntime execution providers in order of preference (None: CPU).
+        providers: onnxruntime execution providers in order of preference (None: all that this
+            onnxruntime build offers, in its order).
     """
 
     T: int = 16
@@ -75,6 +81,7 @@ class Config:
     batch_size: int = 64
     calib_samples: int | None = None
     refit_weights: bool = False
+    phase2_samples: int = 1024
     histogram_bins: int = 2048
     threads: int | None = None
     providers: tuple[str, ...] | None = None
@@ -100,11 +107,17 @@ class Config:
         _check_int("batch_size", self.batch_size, 1, 1 << 20, "e.g. --batch-size 64")
         if self.calib_samples is not None:
             _check_int("calib_samples", self.calib_samples, 1, 1 << 31, "e.g. --calib-samples 1000")
+        _check_int("phase2_samples", self.phase2_samples, 1, 1 << 31, "e.g. 1024")
         _check_int("histogram_bins", self.histogram_bins, 16, 1 << 20, "e.g. 2048")
         if self.threads is not None:
             _check_int("threads", self.threads, 1, 1024, "e.g. --threads 2")
         if self.providers is not None:
             object.__setattr__(self, "providers", tuple(self.providers))
+            available = ort.get_available_providers()
+            unknown = [p for p in self.providers if p not in available]
+            if unknown or not self.providers:
+                raise ConfigError(f"execution provider(s) {unknown} not available in this onnxruntime; "
+                                  f"choose from {available}")
 
     @property
     def runs_phase2(self) -> bool:

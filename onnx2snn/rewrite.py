@@ -35,11 +35,17 @@ from .thresholds import LayerParams
 
 
 def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T: int,
-           metadata: dict[str, str] | None = None, spiking_pool: bool = True) -> onnx.ModelProto:
+           metadata: dict[str, str] | None = None, spiking_pool: bool = True,
+           stepwise: bool = False) -> onnx.ModelProto:
     """The SNN for ``T`` steps with the IF parameters ``params`` (by layer name).
 
     ``spiking_pool=False`` leaves max-pooling as a plain per-step max over spikes (the naive
-    conversion, kept only to measure what the spiking max-pool fixes)."""
+    conversion, kept only to measure what the spiking max-pool fixes). ``stepwise=True`` (with
+    T = 1) builds one time step with the state as graph inputs/outputs instead: ``<layer>/if/v``
+    -> ``<layer>/if/final_potential`` for every IF neuron and ``<pool>/count``, ``<pool>/max`` ->
+    ``..._next`` for every spiking max-pool (see :mod:`.stepwise`)."""
+    if stepwise and T != 1:
+        raise ValueError("a stepwise model is built for one step (T=1)")
     graph = gs.import_onnx(model)
     for tensor in graph.tensors().values():
         if tensor.name in plan.time_major and tensor not in graph.outputs:
@@ -48,7 +54,8 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
     _insert_readout(graph, plan, T)
     tiles: dict[str, gs.Variable] = {}
     for layer in plan.layers:
-        _replace_activation(graph, nodes[layer.name], layer.current, params[layer.name], T, plan, tiles)
+        _replace_activation(graph, nodes[layer.name], layer.current, params[layer.name], T, plan, tiles,
+                            stepwise)
     for name in sorted(plan.time_batched):
         node = nodes[name]
         for i, tensor in enumerate(node.inputs):
@@ -56,7 +63,7 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
                 node.inputs[i] = _repeat(graph, tensor, T, tiles)
         spec = lookup(node)
         if spiking_pool and spec is not None and spec.role is Role.MAXPOOL:
-            spiking_max_pool(graph, node, T)
+            spiking_max_pool(graph, node, T, stepwise)
     graph.cleanup().toposort()
     snn = gs.export_onnx(graph, do_type_check=False)
     restore_output_types(snn, model)
@@ -66,7 +73,7 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
     return infer_shapes(snn)
 
 
-def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tiles):
+def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tiles, stepwise=False):  # noqa: PLR0913
     current = next(t for t in node.inputs if t.name == current_name)
     base = f"{node.name}/if"
     dtype = current.dtype if current.dtype is not None else np.float32
@@ -83,6 +90,10 @@ def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tile
     node.outputs.clear()
     node.inputs.clear()
     final = gs.Variable(f"{base}/final_potential", dtype=dtype)
+    if stepwise:  # the membrane potential is state: fed in, and read out after the step
+        v0 = gs.Variable(f"{base}/v", dtype=dtype)
+        graph.inputs.append(v0)
+        graph.outputs.append(final)
     graph.nodes.append(gs.Node(if_neuron.OP_TYPE, base, attrs={if_neuron.ATTR_T: int(T)},
                                inputs=[current, theta, v0], outputs=[spikes, final], domain=if_neuron.DOMAIN))
 

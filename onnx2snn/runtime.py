@@ -30,13 +30,19 @@ def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True) 
         options.inter_op_num_threads = 1
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    providers = list(config.providers) if config.providers else ["CPUExecutionProvider"]
+    providers = list(config.providers) if config.providers else default_providers()
     if not large.is_large(model):
         return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
     file = large.SessionFile(model)  # above 2 GB: load from a file with external data
     session = ort.InferenceSession(file.path, options, providers=providers)
     session._onnx2snn_file = file  # the folder lives as long as the session
     return session
+
+
+def default_providers() -> list[str]:
+    """What this onnxruntime build offers, in its order of preference (CUDA/TensorRT/... before
+    CPU when present); the remote-inference Azure provider is left out."""
+    return [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
 
 
 def expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:

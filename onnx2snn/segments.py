@@ -52,13 +52,15 @@ class SpikeCache:
         self._theta: dict[str, np.ndarray] = {}
 
     def put(self, name: str, batch: int, spikes: np.ndarray, theta: np.ndarray) -> None:
-        self._theta[name] = np.asarray(theta, dtype=spikes.dtype)
-        self._data.setdefault(name, {})[batch] = (np.packbits(spikes.ravel() > 0), spikes.shape, spikes.dtype)
+        """Store ``spikes`` ([T*B, ...]; booleans, or values in {0, theta} of theta's dtype)."""
+        self._theta[name] = np.asarray(theta)
+        fired = spikes if spikes.dtype == bool else spikes > 0
+        self._data.setdefault(name, {})[batch] = (np.packbits(fired.ravel()), spikes.shape, self._theta[name].dtype)
 
     def get(self, name: str, batch: int) -> np.ndarray:
         bits, shape, dtype = self._data[name][batch]
         fired = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape)
-        return fired.astype(dtype) * self._theta[name]
+        return np.multiply(fired, self._theta[name], dtype=dtype)
 
     def drop(self, name: str) -> None:
         self._data.pop(name, None)

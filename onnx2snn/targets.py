@@ -1,9 +1,11 @@
 """ANN targets for phase 2, from one streamed ANN pass over the calibration data.
 
 For every spiking layer: the mean activation of each neuron over all calibration samples (E[a]),
-and the activations of the *search set* -- the first ``SEARCH_SAMPLES`` samples at up to
-``SEARCH_NEURONS`` neurons (all channels, a fixed random set of positions) -- on which thresholds
-are searched and errors reported. Memory: one float per neuron plus the search set, per layer.
+and the activations of the *search set* -- the first samples (all of them up to 256, a tenth of
+them beyond 2,560, see :func:`search_samples`) at up to ``SEARCH_NEURONS`` neurons (all channels, a fixed random set of
+positions) -- on which thresholds are searched and errors reported. The search set is a small
+fraction of the data, so the grid search costs about one pass of IF simulation.
+Memory: one float per neuron plus the search set, per layer.
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ from .data import Dataset
 from .plan import Plan
 from .runtime import expose, make_session, run_batches
 
-SEARCH_SAMPLES = 256
-SEARCH_NEURONS = 8192
+SEARCH_SAMPLES = 256  # search set: at least this many samples (or all), else a tenth of them
+SEARCH_NEURONS = 2048
+
+
+def search_samples(n: int) -> int:
+    """Size of the search set for ``n`` calibration samples: min(n, max(256, n/10)).
+
+    A small search set underestimates the tail of the activations, and the threshold search then
+    prefers thresholds that clip samples it has not seen; 256 samples keep that rare."""
+    return min(n, max(SEARCH_SAMPLES, n // 10))
 
 
 @dataclasses.dataclass
 class LayerTargets:
     name: str
     shape: tuple[int, ...]  # one sample's activation shape
-    mean: np.ndarray  # E[a] per neuron, shape ``shape``
+    mean: np.ndarray  # E[a] per neuron over all samples, shape ``shape``
     index: np.ndarray  # flat indices of the search neurons
     channel: np.ndarray  # channel (axis 1) of each search neuron
     sample: np.ndarray  # a on the search set, [S, len(index)]
@@ -59,6 +69,7 @@ def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config
     names = {layer.output: layer.name for layer in plan.layers}
     session = make_session(expose(ann, list(names)), config)
     sums, samples, layers = {}, {}, {}
+    wanted = search_samples(len(calib))
     for _, values in run_batches(session, calib, config.batch_size, list(names), "ANN targets"):
         for tensor, name in names.items():
             a = values[tensor]
@@ -69,7 +80,7 @@ def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config
                 layers[name] = (shape, index, index // positions)
                 sums[name], samples[name] = np.zeros(shape, np.float64), []
             sums[name] += a.sum(axis=0)
-            take = SEARCH_SAMPLES - sum(len(s) for s in samples[name])
+            take = wanted - sum(len(s) for s in samples[name])
             if take > 0:
                 samples[name].append(a.reshape(len(a), -1)[:take, layers[name][1]])
     return Targets({name: LayerTargets(name, shape, sums[name] / len(calib), index, channel,

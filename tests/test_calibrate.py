@@ -14,7 +14,7 @@ from onnx2snn.rewrite import to_snn
 from onnx2snn.runtime import expose
 from onnx2snn.segments import Segment, SpikeCache
 from onnx2snn.stats import collect
-from onnx2snn.targets import SEARCH_SAMPLES, search_neurons
+from onnx2snn.targets import search_neurons, search_samples
 from onnx2snn.thresholds import phase1
 
 
@@ -53,7 +53,7 @@ def test_search_neurons_cover_every_channel():
 
 def layer_mse(result, calib):
     """Per-layer MSE of the final SNN's rates against the ANN on the search set."""
-    sub = calib.head(SEARCH_SAMPLES)
+    sub = calib.head(search_samples(len(calib)))
     names = [layer.output for layer in result.plan.layers]
     feed = sub.inputs
     ann_out = dict(zip(names, run_ort(expose(result.ann, names), feed)[1:]))

@@ -13,6 +13,8 @@ from onnx2snn import Config, ConfigError, Granularity
     ({"percentile": float("nan")}, "finite"), ({"alpha": 1.5}, "alpha"),
     ({"batch_size": 0}, "batch_size"), ({"granularity": "layer"}, "tensor, channel"),
     ({"threads": 0}, "threads"), ({"calib_samples": 0}, "calib_samples"),
+    ({"providers": ("NoSuchExecutionProvider",)}, "not available"), ({"phase": 3}, "phase"),
+    ({"method": "magic"}, "dual-phase"),
 ])
 def test_invalid_values_raise_config_error(changes, needle):
     with pytest.raises(ConfigError, match=needle):

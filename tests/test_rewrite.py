@@ -18,7 +18,7 @@ def convert(model, x, **config):
 
 
 def max_error(model, x, T, **config):
-    snn = convert(model, x, T=T, percentile=100, **config).snn
+    snn = convert(model, x, T=T, percentile=100, phase=1, **config).snn
     return float(np.abs(onnx2snn.simulate(snn, x)["y"] - run_ort(model, {"x": x})[0]).max())
 
 

@@ -2,5 +2,6 @@
 renamed into place only when complete, so an interrupted run leaves no partial file."""
 
 from .files import atomic_write, save_model
+from .unrolled import unroll
 
-__all__ = ["atomic_write", "save_model"]
+__all__ = ["atomic_write", "save_model", "unroll"]

@@ -14,7 +14,7 @@ Semantics (integrate-and-fire, reset by subtraction, time-batched)::
 
 The whole time loop of one layer is inside the op, so a converted model maps the ANN input to the
 T-step SNN output in one call. The ONNX function body unrolls the loop for the file's T with
-standard ops (Split, Add, GreaterOrEqual, Where, Sub, Concat), so a converted file runs in a plain
+standard ops (Split, Add, GreaterOrEqual, Cast, Mul, Sub, Concat), so a converted file runs in a plain
 ``onnxruntime.InferenceSession`` and passes ``onnx.checker.check_model(full_check=True)``.
 The numpy reference (:func:`if_forward`, :class:`IFNeuron`) performs the same float
 operations in the same order; it is what tests and phase 2 use.
@@ -80,22 +80,23 @@ def make_node(name: str, current: str, threshold: str, v0: str, spikes: str, T: 
 def make_function(T: int, opset: int) -> onnx.FunctionProto:
     """The model-local function defining IFNeuron for a fixed ``T``, in ONNX ``opset`` (>= 13).
 
-    The loop over time is unrolled: ``4*T + 3`` standard nodes, no control flow.
+    The loop over time is unrolled: ``5*T + 2`` standard nodes, no control flow. The spike
+    ``theta * [u >= theta]`` is ``Mul(Cast(GreaterOrEqual(u, theta)), theta)`` -- exactly theta or
+    0, like the reference's ``where``, and about 20 % faster in onnxruntime than ``Where`` with a
+    broadcast threshold (a Scan-based loop measured 3x slower than this unrolled form).
     """
     if opset < 13:
         raise ValueError("IFNeuron function bodies need ONNX opset >= 13")
     steps = [f"x{t}" for t in range(T)]
     split_kwargs = {"num_outputs": T} if opset >= 18 else {}
-    nodes = [
-        helper.make_node("Sub", ["threshold", "threshold"], ["zero"], name="zero"),
-        helper.make_node("Split", ["X"], steps, name="split", axis=0, **split_kwargs),
-    ]
+    nodes = [helper.make_node("Split", ["X"], steps, name="split", axis=0, **split_kwargs)]
     v_prev = "v0"
     for t in range(T):
         nodes += [
             helper.make_node("Add", [v_prev, steps[t]], [f"u{t}"], name=f"integrate{t}"),
             helper.make_node("GreaterOrEqual", [f"u{t}", "threshold"], [f"f{t}"], name=f"fire{t}"),
-            helper.make_node("Where", [f"f{t}", "threshold", "zero"], [f"s{t}"], name=f"spike{t}"),
+            _cast_like(f"f{t}", f"c{t}", f"cast{t}", opset),
+            helper.make_node("Mul", [f"c{t}", "threshold"], [f"s{t}"], name=f"spike{t}"),
             helper.make_node("Sub", [f"u{t}", f"s{t}"], [f"m{t}"], name=f"reset{t}"),
         ]
         v_prev = f"m{t}"
@@ -107,6 +108,13 @@ def make_function(T: int, opset: int) -> onnx.FunctionProto:
         DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), nodes,
         opset_imports=[helper.make_opsetid("", opset)], attributes=[ATTR_T],
     )
+
+
+def _cast_like(value: str, out: str, name: str, opset: int) -> onnx.NodeProto:
+    """The booleans ``value`` as the threshold's type (CastLike from opset 15; float before)."""
+    if opset >= 15:
+        return helper.make_node("CastLike", [value, "threshold"], [out], name=name)
+    return helper.make_node("Cast", [value], [out], name=name, to=onnx.TensorProto.FLOAT)
 
 
 def install(model: onnx.ModelProto, T: int) -> onnx.ModelProto:
@@ -126,3 +134,14 @@ def time_steps(model: onnx.ModelProto) -> int | None:
         if node.domain == DOMAIN and node.op_type == OP_TYPE:
             return next(a.i for a in node.attribute if a.name == ATTR_T)
     return None
+
+
+def kernel_model(T: int, opset: int = 17) -> onnx.ModelProto:
+    """A one-node model ``IFNeuron(X, threshold, v0) -> Y`` with dynamic shapes, to run the IF
+    dynamics in onnxruntime on arrays (phase 2 uses it: same kernel, same result as the SNN)."""
+    inputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in INPUTS]
+    graph = helper.make_graph([make_node("if", *INPUTS, "Y", T, "V")], "if_kernel", inputs,
+                              [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return install(model, T)

@@ -20,8 +20,11 @@ import onnx_graphsurgeon as gs
 from .time_axis import const, to_steps
 
 
-def spiking_max_pool(graph: gs.Graph, node: gs.Node, T: int) -> None:
+def spiking_max_pool(graph: gs.Graph, node: gs.Node, T: int, stepwise: bool = False) -> None:
     """Rewrite the MaxPool/GlobalMaxPool ``node`` (input: T*B rows, time-major) in place."""
+    if stepwise:
+        _stepwise_pool(graph, node)
+        return
     base = node.name
     x, y = node.inputs[0], node.outputs[0]
     v = lambda s: gs.Variable(f"{base}/{s}", dtype=x.dtype)  # noqa: E731
@@ -44,6 +47,24 @@ def spiking_max_pool(graph: gs.Graph, node: gs.Node, T: int) -> None:
         gs.Node("Concat", f"{base}/max_shifted", attrs={"axis": 0}, inputs=[zero, prev], outputs=[shifted]),
         gs.Node("Sub", f"{base}/max_diff", inputs=[m, shifted], outputs=[diff]),
         gs.Node("Reshape", f"{base}/spikes", inputs=[diff, m_shape], outputs=[y]),
+    ]
+    node.inputs.clear()
+    node.outputs.clear()
+
+
+def _stepwise_pool(graph: gs.Graph, node: gs.Node) -> None:
+    """One step with explicit state: C = count + x; M = maxpool(C); y = M - max; the graph inputs
+    ``<pool>/count`` and ``<pool>/max`` (0 before the first step) become ``..._next`` outputs."""
+    base, x, y = node.name, node.inputs[0], node.outputs[0]
+    count, running = gs.Variable(f"{base}/count", dtype=x.dtype), gs.Variable(f"{base}/max", dtype=x.dtype)
+    count_next = gs.Variable(f"{base}/count_next", dtype=x.dtype)
+    max_next = gs.Variable(f"{base}/max_next", dtype=x.dtype)
+    graph.inputs += [count, running]
+    graph.outputs += [count_next, max_next]
+    graph.nodes += [
+        gs.Node("Add", f"{base}/accumulate", inputs=[count, x], outputs=[count_next]),
+        gs.Node(node.op, f"{base}/pool", attrs=dict(node.attrs), inputs=[count_next], outputs=[max_next]),
+        gs.Node("Sub", f"{base}/spikes", inputs=[max_next, running], outputs=[y]),
     ]
     node.inputs.clear()
     node.outputs.clear()

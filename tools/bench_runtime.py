@@ -1,0 +1,272 @@
+"""SNN inference speed against the dense floor and SpikingJelly 2.0; peak memory; calibration memory.
+
+    python tools/bench_runtime.py [--models vgg32 digits_cnn mnist_cnn fashion_cnn digits_resnet]
+                                  [--B 1 64] [--T 4 8 16 32] [--repeats 7] [--threads 2] [--json]
+
+Needs torch (the ``train`` extra) to build the VGG-like net; SpikingJelly is optional (install as in
+``tools/compare_spikingjelly.py``'s docstring; without it its column is null).
+
+For each model, B and T, measured side by side in one process, interleaved, median of ``repeats``:
+  ours        one ``run()`` of the converted (time-batched) model on a batch of B
+  floor       T x (one ANN run on the same B)      -- the dense floor
+  ann_TB      one ANN run on a batch of T*B
+  stepwise    T session calls of the T=1 graph with the state fed back (``StepwiseSNN``)
+  sj          SpikingJelly 2.0: ``ann2snn.FXConverter`` + ``RateCodingRecipe(mode='max')``,
+              simulated step by step as in its examples (``reset_net``, T forward calls), torch
+              with the same number of threads
+``vgg32`` is a VGG-like 3x32x32 net (6 conv/BN/ReLU, 3 AvgPool, 2 linear; He-initialised weights,
+random BN statistics; inputs uniform in [0, 1]): its speed does not depend on training.
+The SNNs are phase-1 conversions (phase 2 changes thresholds, not the graph or its cost).
+
+Peak memory (``--memory``, on by default): each of ours / ANN(T*B) / SpikingJelly at the headline
+point (first model, B = 64, T = 16) runs in its own child process, and the child's peak RSS
+(``ru_maxrss``) is reported. Calibration memory (``--calib-memory 1000 10000``): a child runs
+``onnx2snn.convert`` (statistics, phase 1, phase 2) on N random samples for ``vgg32`` and reports
+its peak RSS next to the size of the data itself.
+
+``--json`` prints one object on the last line of stdout with ``rows``, ``memory``, ``calib_memory``,
+``ratio_to_dense_floor`` (ours / floor at B = 64, T = 16 on the first model),
+``ratio_to_dense_floor_b1`` (the same at B = 1) and ``ratio_to_spikingjelly`` (ours / sj at B = 64,
+T = 16; null without SpikingJelly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import onnx2snn  # noqa: E402
+from onnx2snn import load, plan as plan_mod, stats, thresholds  # noqa: E402
+from onnx2snn.data import from_arrays  # noqa: E402
+from onnx2snn.rewrite import to_snn  # noqa: E402
+from onnx2snn.runtime import make_session  # noqa: E402
+from onnx2snn.stepwise import StepwiseSNN  # noqa: E402
+
+SHIPPED = ("digits_cnn", "mnist_cnn", "fashion_cnn", "digits_resnet", "digits_mlp")
+
+
+def vgg32():
+    """VGG-like for 3x32x32: 6 conv/BN/ReLU, 3 AvgPool, 2 linear (He init, random BN statistics)."""
+    import torch
+    from torch import nn
+
+    from architectures import conv_bn_relu
+
+    torch.manual_seed(0)
+    net = nn.Sequential(*conv_bn_relu(3, 32), *conv_bn_relu(32, 32), nn.AvgPool2d(2),
+                        *conv_bn_relu(32, 64), *conv_bn_relu(64, 64), nn.AvgPool2d(2),
+                        *conv_bn_relu(64, 128), *conv_bn_relu(128, 128), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(128 * 4 * 4, 256), nn.ReLU(), nn.Linear(256, 10))
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def build(name: str, folder: Path):
+    """(onnx path, calibration arrays, torch model) for a model name."""
+    import torch
+
+    if name == "vgg32":
+        net, rng = vgg32(), np.random.default_rng(0)
+        calib = {"x": rng.uniform(0, 1, (256, 3, 32, 32)).astype(np.float32)}
+        path = folder / "vgg32.onnx"
+        torch.onnx.export(net, torch.from_numpy(calib["x"][:2]), str(path), input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
+                          dynamo=False, opset_version=17)
+        return path, calib, net
+    from architectures import from_onnx
+    from train_models import SPECS
+
+    path = ROOT / "models" / f"{name}.onnx"
+    calib = dict(np.load(path.with_suffix(".calib.npz")))
+    return path, calib, from_onnx(path, SPECS[name][1], tuple(calib["x"].shape[1:]))
+
+
+def convert(path: Path, calib: dict, T: int, threads: int):
+    """(ANN, plan, phase-1 params, SNN) at T."""
+    config = onnx2snn.Config(T=T, phase=1, threads=threads)
+    ann = load.normalize(load.load_model(path))
+    plan = plan_mod.make_plan(ann)
+    data = from_arrays(calib, ann, "calibration")
+    params = thresholds.phase1(plan, stats.collect(ann, plan, data, config), config)
+    return ann, plan, params, to_snn(ann, plan, params, T), config
+
+
+def spikingjelly_net(net, calib: dict):
+    """SpikingJelly's conversion of the torch net, or None when it is not installed."""
+    try:
+        import torch
+        from spikingjelly.activation_based import ann2snn
+    except ImportError:
+        return None
+    import copy
+
+    x = torch.from_numpy(calib["x"].astype(np.float32))
+    loader = [(x[i:i + 64], torch.zeros(len(x[i:i + 64]))) for i in range(0, len(x), 64)]
+    recipe = ann2snn.RateCodingRecipe(dataloader=loader, mode="max")
+    return ann2snn.FXConverter(recipe=recipe, device="cpu").convert(copy.deepcopy(net)).eval()
+
+
+def sj_runner(snn, x: np.ndarray, T: int):
+    import torch
+    from spikingjelly.activation_based import functional
+
+    xt = torch.from_numpy(x)
+
+    def go():
+        with torch.no_grad():
+            functional.reset_net(snn)
+            out = snn(xt)
+            for _ in range(T - 1):
+                out = out + snn(xt)
+        return out / T
+    return go
+
+
+def runners(name: str, built, T: int, B: int, threads: int, sj_net):
+    """{column: zero-argument callable} for one (model, T, B)."""
+    path, calib, _ = built
+    ann, plan, params, snn, config = convert(path, calib, T, threads)
+    rng = np.random.default_rng(1)
+    x = calib["x"][rng.integers(0, len(calib["x"]), B)].astype(np.float32)
+    xin = ann.graph.input[0].name
+    ann_s, snn_s = make_session(ann, config), make_session(snn, config)
+    x_tb = np.concatenate([x] * T)
+    step = StepwiseSNN(ann, plan, params, config)
+    out = {"ours": lambda: snn_s.run(None, {xin: x}),
+           "ann_B": lambda: ann_s.run(None, {xin: x}),
+           "ann_TB": lambda: ann_s.run(None, {xin: x_tb}),
+           "stepwise": lambda: step.run({xin: x}, T)}
+    if sj_net is not None:
+        out["sj"] = sj_runner(sj_net, x, T)
+    return out
+
+
+def measure(fns: dict, repeats: int) -> dict:
+    """Median seconds of each callable, interleaved (one warm-up call each first)."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench(models, batches, steps, repeats, threads) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            built = build(name, Path(tmp))
+            sj_net = spikingjelly_net(built[2], built[1])
+            for B in batches:
+                for T in steps:
+                    t = measure(runners(name, built, T, B, threads, sj_net), repeats)
+                    row = {"model": name, "B": B, "T": T, "ours": t["ours"], "floor": T * t["ann_B"],
+                           "ann_TB": t["ann_TB"], "stepwise": t["stepwise"], "sj": t.get("sj")}
+                    row["ratio_to_floor"] = row["ours"] / row["floor"]
+                    row["ratio_to_sj"] = row["ours"] / row["sj"] if row["sj"] else None
+                    rows.append(row)
+                    print(_line(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def _line(r: dict) -> str:
+    ms = lambda v: f"{1000 * v:9.2f}" if v is not None else "        -"  # noqa: E731
+    ratio = lambda v: f"{v:6.2f}" if v is not None else "     -"  # noqa: E731
+    return (f"{r['model']:14s} B={r['B']:<3d} T={r['T']:<3d} ours {ms(r['ours'])} ms  floor {ms(r['floor'])}"
+            f"  ann(TB) {ms(r['ann_TB'])}  stepwise {ms(r['stepwise'])}  sj {ms(r['sj'])}"
+            f"  ours/floor {ratio(r['ratio_to_floor'])}  ours/sj {ratio(r['ratio_to_sj'])}")
+
+
+def child(kind: str, name: str, B: int, T: int, threads: int, samples: int) -> dict:
+    """Run one thing in this (child) process and return its peak RSS in MiB."""
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build(name, Path(tmp))
+        if kind == "calib":
+            rng = np.random.default_rng(2)
+            x = rng.uniform(0, 1, (samples, 3, 32, 32)).astype(np.float32)
+            start = time.perf_counter()
+            onnx2snn.convert(built[0], {"x": x}, onnx2snn.Config(T=T, threads=threads))
+            return {"samples": samples, "data_mib": x.nbytes / 2**20, "peak_rss_mib": _peak(),
+                    "seconds": time.perf_counter() - start}
+        import torch
+        torch.set_num_threads(threads)
+        sj_net = spikingjelly_net(built[2], built[1]) if kind == "sj" else None
+        if kind == "sj" and sj_net is None:
+            return {"kind": kind, "peak_rss_mib": None}
+        before = _peak()
+        fns = runners(name, built, T, B, threads, sj_net)
+        key = {"ours": "ours", "ann": "ann_TB", "sj": "sj"}[kind]
+        for _ in range(3):
+            fns[key]()
+        return {"kind": kind, "peak_rss_mib": _peak(), "before_mib": before}
+
+
+def _peak() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def spawn(*args) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["vgg32", *SHIPPED[:4]])
+    p.add_argument("--B", nargs="+", type=int, default=[1, 64])
+    p.add_argument("--T", nargs="+", type=int, default=[4, 8, 16, 32])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    p.add_argument("--calib-memory", nargs="*", type=int, default=[1000, 10000])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        kind, name, B, T, threads, samples = args.child
+        print(json.dumps(child(kind, name, int(B), int(T), int(threads), int(samples))))
+        return
+    import torch
+    torch.set_num_threads(args.threads)
+    rows = bench(args.models, args.B, args.T, args.repeats, args.threads)
+    head = args.models[0]
+    memory = {} if args.no_memory else {k: spawn(k, head, 64, 16, args.threads, 0) for k in ("ours", "ann", "sj")}
+    calib_mem = [spawn("calib", "vgg32", 64, 16, args.threads, n) for n in args.calib_memory]
+    for k, v in memory.items():
+        print(f"peak RSS {k:5s} ({head}, B=64, T=16): {v['peak_rss_mib']} MiB", file=sys.stderr)
+    for c in calib_mem:
+        print(f"calibration of vgg32 on {c['samples']} samples: peak RSS {c['peak_rss_mib']:.0f} MiB "
+              f"(data itself {c['data_mib']:.0f} MiB), {c['seconds']:.1f} s", file=sys.stderr)
+    pick = lambda B: next((r for r in rows if r["model"] == head and r["B"] == B and r["T"] == 16), None)  # noqa: E731
+    r64, r1 = pick(64), pick(1)
+    result = {"rows": rows, "memory": memory, "calib_memory": calib_mem, "threads": args.threads,
+              "repeats": args.repeats,
+              "ratio_to_dense_floor": r64["ratio_to_floor"] if r64 else None,
+              "ratio_to_dense_floor_b1": r1["ratio_to_floor"] if r1 else None,
+              "ratio_to_spikingjelly": r64["ratio_to_sj"] if r64 else None}
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
