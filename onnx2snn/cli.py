@@ -9,21 +9,27 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from . import __version__, progress
 from .config import Config, Granularity, Method
-from .errors import ConfigError, DataError, Onnx2SnnError
+from .data import ImageOptions, load_path
+from .errors import ConfigError, DataError, Onnx2SnnError, OutputError
 from .export import save_model, unroll
 from .load import load_model
 from .pipeline import convert
 from .report import format_text, summary
 from .runtime import default_providers
 
-EPILOG = """Data files are .npz archives with the model input as 'x' (or by input name) and optional
-integer labels 'y'. Without --calib/--data, MODEL.calib.npz and MODEL.test.npz beside the model are
-used when they exist. Exit status: 0 ok, 2 bad input or usage, 1 internal error."""
+EPILOG = """Data: .npz archives with the model input as 'x' (or by input name) and optional integer
+labels 'y'; .npy arrays (input only); or a folder of images (class subfolders give labels), read
+with Pillow as x = (pixels/255 - mean) / std. Without --calib/--data, MODEL.calib.npz and
+MODEL.test.npz beside the model are used when they exist. Exit status: 0 ok, 2 bad input or usage,
+1 internal error."""
+REPORT_SWEEP = (1, 2, 4, 8, 16, 32)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -44,8 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the ANN, an .onnx file")
     p.add_argument("-T", "--timesteps", dest="T", type=int, default=d.T, help="SNN time steps")
     p.add_argument("-o", "--output", help="converted model path (default: MODEL.snn.onnx beside MODEL)")
-    p.add_argument("--calib", help="calibration data (.npz) that sets the thresholds")
-    p.add_argument("--data", help="test data (.npz) on which ANN and SNN are compared")
+    p.add_argument("--calib", help="calibration data that sets the thresholds: .npz, .npy or a folder of images")
+    p.add_argument("--data", help="test data on which ANN and SNN are compared: .npz, .npy or a folder of images")
+    p.add_argument("--mean", type=_floats, default=(0.0,),
+                   help="image folders: per-channel mean subtracted from pixels/255, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", type=_floats, default=(1.0,),
+                   help="image folders: per-channel std dividing (pixels/255 - mean)")
+    p.add_argument("--size", type=_size, default=None,
+                   help="image folders: resize to HxW, e.g. 28x28 (default: the model's input size)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--sweep", type=_steps, default=(),
                    help="also report SNN accuracy at each of these T, e.g. --sweep 1,2,4,8,16,32")
@@ -76,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unroll", action="store_true",
                    help="write the SNN in standard ONNX ops only (no onnx2snn domain, no functions), "
                         "for any ONNX runtime")
+    p.add_argument("--nir", metavar="OUT.nir", default=None,
+                   help="also write the SNN in the Neuromorphic Intermediate Representation (needs 'nir')")
+    p.add_argument("--report", metavar="DIR", default=None,
+                   help="also write an HTML report with plots to DIR (needs matplotlib); implies "
+                        "--sweep 1,2,4,8,16,32 unless --sweep is given")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--version", action="version", version=f"onnx2snn {__version__}")
@@ -91,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = _run(args)
     except Onnx2SnnError as exc:
-        print(f"onnx2snn: error: {exc}", file=sys.stderr)
+        print("onnx2snn: error: " + " ".join(line.strip() for line in str(exc).splitlines()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("onnx2snn: interrupted; nothing was written", file=sys.stderr)
@@ -120,11 +137,76 @@ def _run(args) -> dict:
     output = Path(args.output) if args.output else model.with_name(model.stem + ".snn.onnx")
     if output.exists() and model.exists() and output.resolve() == model.resolve():
         raise ConfigError(f"output '{output}' is the input model; choose another -o")
+    _check_outputs(args, model, output)
     ann = load_model(model)
     calib, data = _data_paths(model, args.calib, args.data)
-    result = convert(ann, calib, config, data=data, score_output=args.score_output, sweep=args.sweep)
+    images = ImageOptions(args.mean, args.std, args.size)
+    calib, data = (load_path(p, ann, what, images) for p, what in ((calib, "calibration data"), (data, "test data")))
+    sweep = args.sweep or (REPORT_SWEEP if args.report else ())
+    result = convert(ann, calib, config, data=data, score_output=args.score_output, sweep=sweep)
     save_model(unroll(result.snn) if args.unroll else result.snn, output, source=model)
-    return summary(result, str(model), str(output))
+    report = summary(result, str(model), str(output))
+    if args.nir:
+        from .export.nir import save_nir
+        save_nir(result.snn, args.nir)
+        report["nir"] = args.nir
+    if args.report:
+        from .export.report_html import write_report
+        report["report"] = str(write_report(report, args.report) / "index.html")
+    return report
+
+
+def _check_outputs(args, model: Path, output: Path) -> None:
+    """Refuse before any work when an output cannot be produced (folder missing or read-only,
+    output over the input, optional package missing), so a refused run writes nothing."""
+    for path, flag in ((output, "-o"), (args.nir, "--nir"), (args.report, "--report")):
+        if not path:
+            continue
+        path = Path(path)
+        if model.exists() and path.exists() and path.resolve() == model.resolve():
+            raise ConfigError(f"{flag} '{path}' is the input model; choose another path")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise OutputError(f"{flag}: folder '{folder}' does not exist; create it or choose another path")
+        if not _writable(folder):
+            raise OutputError(f"{flag}: folder '{folder}' is not writable; choose another path")
+        if flag != "--report" and path.is_dir():
+            raise OutputError(f"{flag} '{path}' is a directory; pass a file name")
+    if args.nir:
+        from .export.nir import _nir
+        _nir()
+    if args.report:
+        from .export.report_html import _pyplot
+        _pyplot()
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried, not guessed from mode bits: root and
+    read-only file systems defeat os.access)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".onnx2snn-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(t) for t in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not HxW, e.g. 28x28") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': height and width must be >= 1")
+    return h, w
 
 
 def _steps(text: str) -> tuple[int, ...]:

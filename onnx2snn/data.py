@@ -2,8 +2,9 @@
 
 A data set is a dict of model-input arrays (all with the same number of samples N on axis 0) and
 optional integer labels ``y``. An ``.npz`` file holds the arrays by model input name, or ``x`` for
-a model with one input, and optionally ``y``. Integer pixel arrays are cast exactly to the model's
-floating-point input type.
+a model with one input, and optionally ``y``; an ``.npy`` file is the input of a single-input model
+(no labels); a folder of images is read by :mod:`.images`. Integer pixel arrays are cast exactly to
+the model's floating-point input type.
 """
 
 from __future__ import annotations
@@ -80,15 +81,49 @@ def from_arrays(arrays: dict[str, np.ndarray], model: onnx.ModelProto, source: s
     return Dataset(inputs, labels, source)
 
 
-def as_dataset(value, model: onnx.ModelProto, what: str) -> Dataset:
-    """Accept a Dataset, a dict of arrays, a bare array (single-input models) or an .npz path."""
+def load_npy(path: str | Path, model: onnx.ModelProto, what: str = "data") -> Dataset:
+    """Load ``path`` (.npy, the input of a single-input model, no labels)."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{what} file '{path}' is not a readable .npy array ({exc})") from None
+    return from_arrays({"x": x}, model, source=str(path))
+
+
+def load_path(path: str | Path, model: onnx.ModelProto, what: str = "data",
+              images: ImageOptions | None = None) -> Dataset:
+    """An .npz archive, an .npy array or a folder of images (see :mod:`.images`)."""
+    path = Path(path)
+    if path.is_dir():
+        from .images import load_folder
+        return load_folder(path, model, what, images or ImageOptions())
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise DataError(f"{what} file '{path}' does not exist")
+        return load_npy(path, model, what)
+    return load_npz(path, model, what)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageOptions:
+    """Preprocessing of an image folder: x = (pixels / 255 - mean) / std, per channel, after
+    resizing to ``size`` (height, width; None: the model's input size)."""
+
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    size: tuple[int, int] | None = None
+
+
+def as_dataset(value, model: onnx.ModelProto, what: str, images: ImageOptions | None = None) -> Dataset:
+    """Accept a Dataset, a dict of arrays, a bare array (single-input models), or a path to an
+    .npz, an .npy or a folder of images."""
     if isinstance(value, Dataset):
         return value
     if isinstance(value, np.ndarray):
         return from_arrays({"x": value}, model, what)
     if isinstance(value, dict):
         return from_arrays(value, model, what)
-    return load_npz(value, model, what)
+    return load_path(value, model, what, images)
 
 
 def _check_input(x: np.ndarray, spec: onnx.ValueInfoProto, source: str, key: str) -> np.ndarray:

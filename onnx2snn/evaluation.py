@@ -17,7 +17,7 @@ import onnx
 from onnx import helper
 
 from .config import Config
-from .data import Dataset
+from .data import as_dataset
 from .errors import DataError
 from .ops import if_neuron
 from .runtime import add_spike_counters, make_session, run_batches
@@ -67,9 +67,10 @@ def score_output(model: onnx.ModelProto, requested: str | None = None) -> str:
     return tensors[0].name
 
 
-def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, data: Dataset, config: Config,
+def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, data, config: Config,
              score: str | None = None) -> Evaluation:
-    """Run ANN and SNN on ``data`` and compare them."""
+    """Run ANN and SNN on ``data`` (a Dataset, arrays or a data path) and compare them."""
+    data = as_dataset(data, ann, "test data")
     name = score_output(ann, score)
     ann_scores = _scores(make_session(ann, config), data, config, name, "ANN")
     counted, counters = add_spike_counters(snn)

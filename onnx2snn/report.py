@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import __version__
+from . import __version__, energy
 from .pipeline import Result
 
 
@@ -48,9 +48,20 @@ def summary(result: Result, model: str, output: str | None) -> dict:
         "sweep": [{"T": T, "snn_accuracy": e.snn_accuracy, "agreement": e.agreement, "snn_r2": e.snn_r2,
                    "output_rmse": e.output_rmse}
                   for T, e in sorted(result.sweep.items())],
+        "energy": _energy(result),
         "seconds": round(result.seconds, 3),
         "version": __version__,
     }
+
+
+def _energy(result: Result) -> dict | None:
+    """MACs, SOPs from the measured spikes, and the energy estimate (see :mod:`.energy`)."""
+    if result.evaluation is None:
+        return None
+    e = energy.estimate(result.ann, result.plan, result.evaluation.firing_rates, result.config.T)
+    return {"ann_macs": e.ann_macs, "snn_macs": e.snn_macs, "snn_sops": e.snn_sops, "ann_uj": e.ann_uj,
+            "snn_uj": e.snn_uj, "sops_by_layer": e.sops_by_layer, "pj_per_mac": energy.PJ_PER_MAC,
+            "pj_per_ac": energy.PJ_PER_AC}
 
 
 def _sweep_cell(r: dict) -> str:
@@ -103,6 +114,14 @@ def format_text(s: dict) -> str:
     if s["weights_refitted"]:
         lines.append(f"  NOTE: the weights feeding {len(s['weights_refitted'])} layer(s) were refitted "
                      f"(--refit-weights): {', '.join(s['weights_refitted'])}")
+    if s.get("energy"):
+        e = s["energy"]
+        lines.append(f"  per sample: ANN {e['ann_macs']:.3g} MACs; SNN {e['snn_macs']:.3g} MACs + {e['snn_sops']:.3g} "
+                     f"SOPs -> energy estimate {e['ann_uj']:.3g} uJ vs {e['snn_uj']:.3g} uJ (45 nm)")
     if s["output"]:
         lines.append(f"SNN written to {s['output']}")
+    if s.get("nir"):
+        lines.append(f"NIR graph written to {s['nir']}")
+    if s.get("report"):
+        lines.append(f"report written to {s['report']}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ The SNNs are phase-1 conversions (phase 2 changes thresholds, not the graph or i
 
 Peak memory (``--memory``, on by default): each of ours / ANN(T*B) / SpikingJelly at the headline
 point (first model, B = 64, T = 16) runs in its own child process, and the child's peak RSS
-(``ru_maxrss``) is reported. Calibration memory (``--calib-memory 1000 10000``): a child runs
+(``VmHWM``) is reported. Calibration memory (``--calib-memory 1000 10000``): a child runs
 ``onnx2snn.convert`` (statistics, phase 1, phase 2) on N random samples for ``vgg32`` and reports
 its peak RSS next to the size of the data itself.
 
@@ -221,7 +221,13 @@ def child(kind: str, name: str, B: int, T: int, threads: int, samples: int) -> d
 
 
 def _peak() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """Peak resident memory of this process in MiB: VmHWM (ru_maxrss survives exec on Linux, so a
+    child would report its parent's peak)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def spawn(*args) -> dict:

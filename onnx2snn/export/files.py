@@ -23,7 +23,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     except OSError as exc:
-        raise OutputError(f"cannot write in '{folder}' ({exc.strerror}); choose a writable -o") from None
+        raise OutputError(f"folder '{folder}' is not writable ({exc.strerror}); choose another output path") from None
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
