@@ -6,18 +6,19 @@ cached, with a_l the ANN activation and r_l = theta * (spike count) / T the SNN 
 1. **Search** (the search set of :mod:`.targets`: up to 256 samples or a tenth, up to 2,048 neurons):
    threshold theta = f * theta_1 and v(0) = alpha * theta minimising sum (r_l - a_l)^2 over a grid
    of f, then of alpha (per layer, or per channel).
-2. **Commit and measure**: the layer's spikes with the searched parameters are cached (bit-packed)
-   as later layers' input, and E[r] is measured per neuron on all calibration samples.
+2. **Measure**: E[r] per neuron with the searched parameters on all phase-2 samples (spike counts
+   only, computed inside onnxruntime).
 3. **Correction**: per-channel bias current ``b_c = E_c[a] - E_c[r]`` added at every step, and
    per-neuron potential ``v0 += T * (E[a] - E[r] - b_c)`` for what the channel bias leaves
-   (Li et al. 2021). If it lowers the error on the search set, the spikes are committed again
-   with it; otherwise it is dropped.
+   (Li et al. 2021), kept only if it lowers the error on the search set.
+4. **Commit**: the layer's spikes with the final parameters are cached (bit-packed) as later
+   layers' input.
 
 Because each layer is fitted to the spikes it will really receive, errors of earlier layers are
 compensated instead of accumulated. No gradients, no change of the user's weights. Each layer's
 segment computes its currents once and they are kept while they fit in ``CURRENT_CACHE_BYTES``;
-beyond that they are recomputed for each pass (search prefix, one or two commits). Cost per layer:
-about one segment run, one or two IF simulations of the calibration set and the search. Phase 2
+beyond that they are recomputed for each pass (search prefix, measure, commit). Cost per layer:
+about one segment run, two IF simulations of the calibration set and the search. Phase 2
 uses the first ``config.phase2_samples`` calibration samples.
 """
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25)
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
-CURRENT_CACHE_BYTES = 1 << 30
+CURRENT_CACHE_BYTES = 2 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
     needs = [Segment(snn, layer.current, set(names[:i]), None).inputs for i, layer in enumerate(plan.layers)]
     last_use = {n: max([i for i, inputs in enumerate(needs) if n in inputs], default=-1) for n in names}
     cache, fitted, fits = SpikeCache(), dict(params), []
-    kernel = make_session(if_neuron.kernel_model(config.T), config)
+    kernel = {c: make_session(if_neuron.kernel_model(config.T, constant=c), config) for c in (False, True)}
     for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
         refit = None
         if config.refit_weights:
@@ -134,9 +135,9 @@ class _LayerFitter:
         mse_s = mse(searched)
         corrected = self._corrected(searched, self._mean_rate(searched))
         mse_c = mse(corrected)
-        self._commit(name, corrected if mse_c < mse_s else searched)
-        self._kept.clear()
         final = corrected if mse_c < mse_s else searched
+        self._commit(name, final)
+        self._kept.clear()
         return final, LayerFit(self.target.name, mse1, mse_s, min(mse_c, mse_s), mse_c < mse_s)
 
     def _search_currents(self) -> np.ndarray:
@@ -148,7 +149,7 @@ class _LayerFitter:
             have += parts[-1].shape[1]
             if have >= self.target.sample.shape[0]:
                 break
-        return np.concatenate(parts, axis=1)
+        return np.ascontiguousarray(np.concatenate(parts, axis=1))
 
     def _rates(self, current: np.ndarray, p: LayerParams, flat_index=None) -> np.ndarray:
         """Rates [B, n] (or [B, *shape]) of IF neurons driven by ``current`` [steps, B, ...]."""
@@ -158,15 +159,17 @@ class _LayerFitter:
     def _simulate(self, current: np.ndarray, p: LayerParams, flat_index=None, keep: bool = False):
         """Spike counts of IF neurons driven by ``current`` [steps, B, ...], and (``keep``) the
         spikes as booleans [T, B, ...]. Runs the IFNeuron kernel in onnxruntime on
-        ``current + bias``: the same operations, in the same order, as the converted model."""
+        ``current + bias``: the same operations, in the same order, as the converted model; a
+        constant current (steps = 1) is repeated over T inside the kernel."""
         theta, v0, bias = (self._at(x, flat_index) for x in (p.threshold, p.v0, p.bias))
         if bias is not None:
             current = current + np.asarray(bias, current.dtype)
-        x = np.broadcast_to(current, (self.T,) + current.shape[1:]).reshape(-1, *current.shape[2:])
+        constant = current.shape[0] == 1 and self.T > 1
+        x = current[0] if constant else current.reshape(-1, *current.shape[2:])
         feeds = {"X": np.ascontiguousarray(x, np.float32), "threshold": np.asarray(theta, np.float32),
                  "v0": np.asarray(v0, np.float32)}
-        fired = self.kernel.run(["Y"], feeds)[0].reshape((self.T,) + current.shape[1:]) > 0
-        return fired.sum(axis=0, dtype=np.int32).astype(np.float32), (fired if keep else None)
+        outs = self.kernel[constant].run(["C", "F"] if keep else ["C"], feeds)
+        return outs[0], (outs[1] if keep else None)
 
     def _at(self, value, flat_index):
         """Broadcast a per-layer/channel/neuron parameter to one sample, optionally subsampled."""
@@ -218,7 +221,8 @@ class _LayerFitter:
                            bias=bias.astype(np.float32))
 
     def _mean_rate(self, p: LayerParams) -> np.ndarray:
-        """E[r] per neuron over all calibration samples with parameters ``p``."""
+        """E[r] per neuron over all calibration samples with parameters ``p`` (counts only: the
+        spike trains stay inside onnxruntime)."""
         total, n = np.zeros(self.target.shape, np.float64), 0
         for _, current in self.currents():
             total += self._simulate(current, p)[0].sum(axis=0)
@@ -226,8 +230,8 @@ class _LayerFitter:
         return total / n * (np.asarray(p.threshold, np.float64) / self.T)
 
     def _commit(self, name: str, p: LayerParams) -> None:
-        """Cache the layer's spikes with ``p`` as later layers' input."""
+        """Cache the layer's spikes with ``p`` (bit-packed) as later layers' input."""
         theta = np.asarray(p.threshold, np.float32)
         for b, current in self.currents():
-            _, fired = self._simulate(current, p, keep=True)
+            fired = self._simulate(current, p, keep=True)[1]
             self.cache.put(name, b, fired.reshape(-1, *fired.shape[2:]), theta.astype(current.dtype))
