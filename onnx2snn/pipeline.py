@@ -1,7 +1,8 @@
 """``convert()``: the stages in order, and nothing else.
 
     load/normalize -> plan (support check) -> statistics -> thresholds (phase 1)
-    -> calibrate (phase 2) -> rewrite -> evaluate (ANN vs SNN on real inputs)
+    -> calibrate (phase 2) -> guard (phase 2 checked as a network) -> rewrite
+    -> evaluate (ANN vs SNN on real inputs)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 import onnx
 
 from . import evaluation
-from . import calibrate, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
+from . import calibrate, guard, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
 from .config import Config
 from .data import Dataset, as_dataset
 from .progress import progress
@@ -39,6 +40,7 @@ class Result:
     seconds: float
     sweep: dict[int, evaluation.Evaluation] = dataclasses.field(default_factory=dict)  # by T
     refitted: onnx.ModelProto | None = None  # the ANN with refitted weights (--refit-weights)
+    phase2_check: guard.Phase2Check | None = None  # phase 1 vs phase 2 on the calibration samples
 
 
 def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | str | os.PathLike,
@@ -57,7 +59,7 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
     log.info("%d spiking layers; calibrating on %d samples", len(plan.layers), len(calib))
     layer_stats = stats_mod.collect(ann, plan, calib, config)
-    snn, params, fits, refitted = _convert_at(ann, plan, layer_stats, calib, config)
+    snn, params, fits, refitted, guarded = _convert_at(ann, plan, layer_stats, calib, config)
     check, swept = None, {}
     if data is not None:
         data = as_dataset(data, ann, "test data")
@@ -67,17 +69,21 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
             swept[T] = evaluation.evaluate(ann, _convert_at(ann, plan, layer_stats, calib, at)[0], data, at,
                                            score_output)
     return Result(ann, snn, plan, params, layer_stats, fits, check, config, len(calib),
-                  time.perf_counter() - start, swept, refitted)
+                  time.perf_counter() - start, swept, refitted, guarded)
 
 
 def _convert_at(ann, plan, layer_stats, calib, config):
-    """Thresholds (phase 1, phase 2) and rewrite for ``config.T``: (snn, params, fits, refitted ANN)."""
+    """Thresholds (phase 1, phase 2 and its network check) and rewrite for ``config.T``:
+    (snn, params, fits, refitted ANN or None, phase-2 check or None)."""
     params = thresholds.phase1(plan, layer_stats, config)
-    fits, work = [], ann
+    fits, work, check = [], ann, None
     if config.runs_phase2:
-        params, fits, work = calibrate.phase2(ann, plan, params, calib, config)
+        fitted, fits, refitted = calibrate.phase2(ann, plan, params, calib, config)
+        check = guard.check_phase2(ann, refitted, plan, params, fitted, calib, config)
+        if check.kept:
+            params, work = fitted, refitted
     snn = rewrite.to_snn(work, plan, params, config.T, _metadata(config, work is not ann))
-    return snn, params, fits, (work if work is not ann else None)
+    return snn, params, fits, (work if work is not ann else None), check
 
 
 def _metadata(config: Config, refitted: bool) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from . import __version__, energy
 from .pipeline import Result
 
@@ -43,7 +45,8 @@ def summary(result: Result, model: str, output: str | None) -> dict:
         "percentile": result.config.percentile,
         "granularity": result.config.granularity.value,
         "readout_activations": list(result.plan.readout_activations),
-        "weights_refitted": [fit.name for fit in result.fits if fit.refit],
+        "weights_refitted": [fit.name for fit in result.fits if fit.refit] if _kept(result) else [],
+        "phase2_check": dataclasses.asdict(result.phase2_check) if result.phase2_check else None,
         "layers": layers,
         "sweep": [{"T": T, "snn_accuracy": e.snn_accuracy, "agreement": e.agreement, "snn_r2": e.snn_r2,
                    "output_rmse": e.output_rmse}
@@ -54,6 +57,10 @@ def summary(result: Result, model: str, output: str | None) -> dict:
     }
 
 
+def _kept(result: Result) -> bool:
+    return result.phase2_check is None or result.phase2_check.kept
+
+
 def _energy(result: Result) -> dict | None:
     """MACs, SOPs from the measured spikes, and the energy estimate (see :mod:`.energy`)."""
     if result.evaluation is None:
@@ -62,6 +69,10 @@ def _energy(result: Result) -> dict | None:
     return {"ann_macs": e.ann_macs, "snn_macs": e.snn_macs, "snn_sops": e.snn_sops, "ann_uj": e.ann_uj,
             "snn_uj": e.snn_uj, "sops_by_layer": e.sops_by_layer, "pj_per_mac": energy.PJ_PER_MAC,
             "pj_per_ac": energy.PJ_PER_AC}
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f} %"
 
 
 def _sweep_cell(r: dict) -> str:
@@ -111,6 +122,10 @@ def format_text(s: dict) -> str:
         lines.append("  sweep:  " + "  ".join(f"T={r['T']}: {_sweep_cell(r)}" for r in s["sweep"]))
     if s["readout_activations"]:
         lines.append(f"  analog readout activations: {', '.join(s['readout_activations'])}")
+    check = s.get("phase2_check")
+    if check and not check["kept"]:
+        lines.append(f"  NOTE: phase 2 was reverted: on the calibration samples phase 1 agreed better with the ANN "
+                     f"({_pct(check['agreement_phase1'])} vs {_pct(check['agreement_phase2'])})")
     if s["weights_refitted"]:
         lines.append(f"  NOTE: the weights feeding {len(s['weights_refitted'])} layer(s) were refitted "
                      f"(--refit-weights): {', '.join(s['weights_refitted'])}")

@@ -3,7 +3,8 @@
     python tools/bench_phase2.py [--models fashion_cnn mnist_cnn] [--T 4 16] [--repeats 3] [--json]
 
 For each model and T, measured side by side in one process: the median time of phase 2
-(``calibrate.phase2``: ANN targets, per-layer segments, search, corrections, spike cache) and the
+(``calibrate.phase2``: ANN targets, per-layer segments, search, corrections, spike cache; plus its
+network-level check ``guard.check_phase2``: two SNN runs on the phase-2 samples) and the
 median time of running the phase-1 SNN over the same calibration data (``runtime.run``), both with
 the same batch size and threads. The target is ratio <= 3.
 """
@@ -22,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from onnx2snn import Config, load  # noqa: E402
 from onnx2snn.calibrate import phase2  # noqa: E402
+from onnx2snn.guard import check_phase2  # noqa: E402
 from onnx2snn.data import load_npz  # noqa: E402
 from onnx2snn.plan import make_plan  # noqa: E402
 from onnx2snn.rewrite import to_snn  # noqa: E402
@@ -48,7 +50,10 @@ def bench(name: str, T: int, repeats: int, threads: int | None) -> dict:
     params = phase1(plan, collect(ann, plan, calib, config), config)
     snn = to_snn(ann, plan, params, T)
     evaluation = timed(lambda: run(snn, calib, config), repeats)
-    calibration = timed(lambda: phase2(ann, plan, params, calib, config), repeats)
+    def calibrate_and_check():
+        fitted, _, work = phase2(ann, plan, params, calib, config)
+        check_phase2(ann, work, plan, params, fitted, calib, config)
+    calibration = timed(calibrate_and_check, repeats)
     return {"model": name, "T": T, "calib_samples": len(calib), "snn_eval_s": round(evaluation, 3),
             "phase2_s": round(calibration, 3), "ratio": round(calibration / evaluation, 2)}
 

@@ -1,0 +1,46 @@
+"""The network-level check of phase 2: kept when it helps, reverted (and reported) when phase 1
+reproduces the ANN better on the calibration samples."""
+
+import numpy as np
+
+import onnx2snn
+from conftest import MODELS
+from onnx2snn import Config
+from onnx2snn.evaluation import Evaluation
+from onnx2snn.guard import _better
+from onnx2snn.report import format_text, summary
+
+
+def _ev(agreement, rmse, task="classification"):
+    return Evaluation("d", 10, "y", None, None, agreement, {}, rmse, task)
+
+
+def test_better_compares_agreement_then_rmse():
+    assert _better(_ev(0.9, 1.0), _ev(0.8, 0.1))
+    assert not _better(_ev(0.8, 0.1), _ev(0.9, 1.0))
+    assert _better(_ev(0.9, 0.1), _ev(0.9, 0.2)) and not _better(_ev(0.9, 0.2), _ev(0.9, 0.2))
+    assert _better(_ev(None, 0.1, "regression"), _ev(None, 0.3, "regression"))
+
+
+def _convert(name, T, **kw):
+    base = MODELS / name
+    return onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", Config(T=T, **kw), data=f"{base}.test.npz")
+
+
+def test_phase2_kept_where_it_helps():
+    r = _convert("mnist_cnn", 2)
+    assert r.phase2_check.kept and r.phase2_check.agreement_phase2 > r.phase2_check.agreement_phase1
+    assert any(p.source.startswith("phase 2") for p in r.params.values())
+
+
+def test_phase2_reverted_at_T1_on_the_resnet_and_reported():
+    """digits_resnet at T=1: the per-layer optima give a worse network (measured: 65 % vs 75 %
+    calibration agreement); the phase-1 SNN is kept and the report says so."""
+    r, one = _convert("digits_resnet", 1), _convert("digits_resnet", 1, phase=1)
+    assert not r.phase2_check.kept
+    assert r.phase2_check.agreement_phase1 > r.phase2_check.agreement_phase2
+    for name, p in r.params.items():
+        np.testing.assert_array_equal(p.threshold, one.params[name].threshold)
+    assert r.evaluation.snn_accuracy == one.evaluation.snn_accuracy
+    s = summary(r, "m", None)
+    assert s["phase2_check"]["kept"] is False and "phase 2 was reverted" in format_text(s)
