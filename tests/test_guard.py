@@ -15,10 +15,11 @@ def _ev(agreement, rmse, task="classification"):
     return Evaluation("d", 10, "y", None, None, agreement, {}, rmse, task)
 
 
-def test_better_compares_agreement_then_rmse():
-    assert _better(_ev(0.9, 1.0), _ev(0.8, 0.1))
-    assert not _better(_ev(0.8, 0.1), _ev(0.9, 1.0))
-    assert _better(_ev(0.9, 0.1), _ev(0.9, 0.2)) and not _better(_ev(0.9, 0.2), _ev(0.9, 0.2))
+def test_better_means_better_on_every_measure():
+    assert _better(_ev(0.9, 0.1), _ev(0.8, 0.2))
+    assert not _better(_ev(0.9, 1.0), _ev(0.8, 0.1)), "higher agreement alone does not undo phase 2"
+    assert not _better(_ev(0.8, 0.1), _ev(0.9, 0.2))
+    assert not _better(_ev(0.9, 0.1), _ev(0.9, 0.2)), "a tie in agreement keeps phase 2"
     assert _better(_ev(None, 0.1, "regression"), _ev(None, 0.3, "regression"))
 
 
