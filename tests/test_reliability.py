@@ -44,7 +44,9 @@ def test_sigint_during_calibration_writes_nothing(tmp_path):
     for suffix in (".onnx", ".calib.npz", ".test.npz"):
         shutil.copy(MODELS / f"mnist_cnn{suffix}", tmp_path / f"mnist_cnn{suffix}")
     proc = subprocess.Popen([sys.executable, "-m", "onnx2snn", str(tmp_path / "mnist_cnn.onnx"), "-T", "32",
-                             "--nir", str(tmp_path / "m.nir")], stderr=subprocess.PIPE, text=True)
+                             "--nir", str(tmp_path / "m.nir")], stderr=subprocess.PIPE, text=True,
+                            # a shell's background job inherits SIGINT ignored; Python then never raises
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)  # imports, load, statistics: calibration is under way
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
