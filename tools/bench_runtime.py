@@ -24,6 +24,9 @@ point (first model, B = 64, T = 16) runs in its own child process, and the child
 ``onnx2snn.convert`` (statistics, phase 1, phase 2) on N random samples for ``vgg32`` and reports
 its peak RSS next to the size of the data itself.
 
+``--profile`` prints onnxruntime's per-op-type profile of our SNN instead (first model, B = 64,
+T = 16): where the time goes.
+
 ``--json`` prints one object on the last line of stdout with ``rows``, ``memory``, ``calib_memory``,
 ``ratio_to_dense_floor`` (ours / floor at B = 64, T = 16 on the first model),
 ``ratio_to_dense_floor_b1`` (the same at B = 1) and ``ratio_to_spikingjelly`` (ours / sj at B = 64,
@@ -196,6 +199,29 @@ def _line(r: dict) -> str:
             f"  ours/floor {ratio(r['ratio_to_floor'])}  ours/sj {ratio(r['ratio_to_sj'])}")
 
 
+def profile(name: str, B: int, T: int, threads: int) -> dict[str, float]:
+    """onnxruntime's own profile of our SNN (one warm-up, 3 runs): mean ms per op type."""
+    import collections
+
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build(name, Path(tmp))
+        ann, _, _, snn, _ = convert(built[0], built[1], T, threads)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.enable_profiling = threads, True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(snn.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        x = {ann.graph.input[0].name: built[1]["x"][:B].astype(np.float32)}
+        for _ in range(4):
+            session.run(None, x)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_op = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"] / 4 / 1000  # 4 runs incl. warm-up, us -> ms
+    return dict(per_op.most_common())
+
+
 def child(kind: str, name: str, B: int, T: int, threads: int, samples: int) -> dict:
     """Run one thing in this (child) process and return its peak RSS in MiB."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -246,11 +272,19 @@ def main() -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     p.add_argument("--calib-memory", nargs="*", type=int, default=[1000, 10000])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", action="store_true", help="only print the op-type profile of our SNN (first model, "
+                   "B = 64, T = 16)")
     p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         kind, name, B, T, threads, samples = args.child
         print(json.dumps(child(kind, name, int(B), int(T), int(threads), int(samples))))
+        return
+    if args.profile:
+        ops = profile(args.models[0], 64, 16, args.threads)
+        total = sum(ops.values())
+        for op, ms in ops.items():
+            print(f"{op:16s} {ms:8.1f} ms  {100 * ms / total:5.1f} %")
         return
     import torch
     torch.set_num_threads(args.threads)
