@@ -50,14 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the ANN, an .onnx file")
     p.add_argument("-T", "--timesteps", dest="T", type=int, default=d.T, help="SNN time steps")
     p.add_argument("-o", "--output", help="converted model path (default: MODEL.snn.onnx beside MODEL)")
-    p.add_argument("--calib", help="calibration data that sets the thresholds: .npz, .npy or a folder of images")
-    p.add_argument("--data", help="test data on which ANN and SNN are compared: .npz, .npy or a folder of images")
-    p.add_argument("--mean", type=_floats, default=(0.0,),
-                   help="image folders: per-channel mean subtracted from pixels/255, e.g. 0.485,0.456,0.406")
-    p.add_argument("--std", type=_floats, default=(1.0,),
-                   help="image folders: per-channel std dividing (pixels/255 - mean)")
-    p.add_argument("--size", type=_size, default=None,
-                   help="image folders: resize to HxW, e.g. 28x28 (default: the model's input size)")
+    _add_data_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--sweep", type=_steps, default=(),
                    help="also report SNN accuracy at each of these T, e.g. --sweep 1,2,4,8,16,32")
@@ -85,6 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", action="append", default=None,
                    help="onnxruntime execution provider, repeatable, in order of preference "
                         f"(default: what this onnxruntime offers: {', '.join(default_providers())})")
+    _add_output_arguments(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"onnx2snn {__version__}")
+    return p
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calib", help="calibration data that sets the thresholds: .npz, .npy or a folder of images")
+    p.add_argument("--data", help="test data on which ANN and SNN are compared: .npz, .npy or a folder of images")
+    p.add_argument("--mean", type=_floats, default=(0.0,),
+                   help="image folders: per-channel mean subtracted from pixels/255, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", type=_floats, default=(1.0,),
+                   help="image folders: per-channel std dividing (pixels/255 - mean)")
+    p.add_argument("--size", type=_size, default=None,
+                   help="image folders: resize to HxW, e.g. 28x28 (default: the model's input size)")
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unroll", action="store_true",
                    help="write the SNN in standard ONNX ops only (no onnx2snn domain, no functions), "
                         "for any ONNX runtime")
@@ -93,10 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", default=None,
                    help="also write an HTML report with plots to DIR (needs matplotlib); implies "
                         "--sweep 1,2,4,8,16,32 unless --sweep is given")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--version", action="version", version=f"onnx2snn {__version__}")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
