@@ -143,8 +143,6 @@ def _run(args) -> dict:
                     providers=tuple(args.provider) if args.provider else None)
     model = Path(args.model)
     output = Path(args.output) if args.output else model.with_name(model.stem + ".snn.onnx")
-    if output.exists() and model.exists() and output.resolve() == model.resolve():
-        raise ConfigError(f"output '{output}' is the input model; choose another -o")
     _check_outputs(args, model, output)
     ann = load_model(model)
     calib, data = _data_paths(model, args.calib, args.data)

@@ -21,8 +21,8 @@ import dataclasses
 
 import numpy as np
 import onnx
-from onnx import shape_inference
 
+from . import load
 from .plan import Plan
 
 PJ_PER_MAC = 4.6
@@ -68,10 +68,8 @@ def estimate(ann: onnx.ModelProto, plan: Plan, firing_rates: dict[str, float], T
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """Per-sample shapes of activations (batch axis dropped) and full shapes of initializers."""
-    g = shape_inference.infer_shapes(model).graph
-    shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim[1:])
-              for v in list(g.value_info) + list(g.input) + list(g.output)}
-    shapes.update({i.name: tuple(i.dims) for i in g.initializer})
+    shapes = load.sample_shapes(model)
+    shapes.update({i.name: tuple(i.dims) for i in model.graph.initializer})
     return shapes
 
 

@@ -52,9 +52,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import onnx2snn  # noqa: E402
-from onnx2snn import load, plan as plan_mod, stats, thresholds  # noqa: E402
-from onnx2snn.data import from_arrays  # noqa: E402
-from onnx2snn.rewrite import to_snn  # noqa: E402
 from onnx2snn.runtime import make_session  # noqa: E402
 from onnx2snn.stepwise import StepwiseSNN  # noqa: E402
 
@@ -101,13 +98,10 @@ def build(name: str, folder: Path):
 
 
 def convert(path: Path, calib: dict, T: int, threads: int):
-    """(ANN, plan, phase-1 params, SNN) at T."""
+    """(ANN, plan, phase-1 params, SNN, config) at T."""
     config = onnx2snn.Config(T=T, phase=1, threads=threads)
-    ann = load.normalize(load.load_model(path))
-    plan = plan_mod.make_plan(ann)
-    data = from_arrays(calib, ann, "calibration")
-    params = thresholds.phase1(plan, stats.collect(ann, plan, data, config), config)
-    return ann, plan, params, to_snn(ann, plan, params, T), config
+    r = onnx2snn.convert(path, calib, config)
+    return r.ann, r.plan, r.params, r.snn, config
 
 
 def spikingjelly_net(net, calib: dict):

@@ -40,8 +40,9 @@ import os
 
 import numpy as np
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import numpy_helper
 
+from .. import load
 from ..errors import ConfigError, UnsupportedModelError
 from ..ops import if_neuron
 from .files import atomic_write
@@ -74,14 +75,13 @@ class _Builder:
 
     def __init__(self, snn: onnx.ModelProto):
         self.nir = _nir()
-        self.model = shape_inference.infer_shapes(snn)
+        self.model = load.infer_shapes(snn)
         g = self.model.graph
         self.const = {i.name: numpy_helper.to_array(i) for i in g.initializer}
         for node in g.node:
             if node.op_type == "Constant":
                 self.const[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        self.shape = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim[1:])
-                      for v in list(g.value_info) + list(g.input) + list(g.output)}
+        self.shape = load.sample_shapes(self.model)
         self.nodes, self.edges, self.sources, self.problems, self.dead = {}, [], {}, [], set()
         self.refused_pools: set[str] = set()
         self.skip = {n.name for n in g.node if "/rate/" in n.name}
@@ -187,7 +187,7 @@ class _Builder:
     def _op_Conv(self, node) -> None:
         w = self.const[node.input[1]].astype(np.float32)
         b = self.const[node.input[2]].astype(np.float32) if len(node.input) > 2 else np.zeros(w.shape[0], np.float32)
-        a = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        a = _attrs(node)
         dims = w.ndim - 2
         pads = list(a.get("pads", [0] * 2 * dims))
         if pads[:dims] != pads[dims:] or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
@@ -204,7 +204,7 @@ class _Builder:
         self.sources[node.output[0]] = [node.name]
 
     def _op_Gemm(self, node) -> None:
-        a = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        a = _attrs(node)
         w = self.const[node.input[1]].astype(np.float32) * a.get("alpha", 1.0)
         w = w if a.get("transB", 0) else w.T
         if a.get("transA", 0):
@@ -226,7 +226,7 @@ class _Builder:
         self.sources[node.output[0]] = [node.name]
 
     def _op_AveragePool(self, node) -> None:
-        a = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        a = _attrs(node)
         k = list(a["kernel_shape"])
         if any(a.get("pads", [0])) or len(k) != 2:
             return self._refuse(node, "is padded or not 2-D")
@@ -276,6 +276,10 @@ class _Renamed:
 def _rate_source(node) -> str:
     """The spike tensor whose mean over T the readout node ``<spikes>/rate`` computes."""
     return node.name[: -len("/rate")]
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
 
 
 def _tuple(values) -> tuple[int, ...]:
