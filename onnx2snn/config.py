@@ -64,7 +64,8 @@ class Config:
         phase2_samples: phase 2 runs on the first this-many calibration samples (statistics use
             all of them); it keeps their spike trains, one bit per neuron and step, so this bounds
             its memory. 512: on fashion_cnn (1,000 calibration samples) 512 and 1,024 gave the same
-            accuracy at T = 2, 4, 8 within 0.4 points, at half the cost (models/README.md).
+            accuracy at T = 2, 4, 8 within 0.5 points, at half the cost (tools/phase2_samples.py,
+            table in models/README.md).
         refit_weights: phase 2 also refits each layer's Conv/Gemm weights by least squares
             (changes the user's weights; off by default).
         histogram_bins: bins of the streaming percentile histogram (resolution 2*max/bins).
