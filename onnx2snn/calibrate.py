@@ -18,8 +18,10 @@ Because each layer is fitted to the spikes it will really receive, errors of ear
 compensated instead of accumulated. No gradients, no change of the user's weights. Each layer's
 segment computes its currents once and they are kept while they fit in ``CURRENT_CACHE_BYTES``;
 beyond that they are recomputed for each pass (search prefix, measure, commit). Cost per layer:
-about one segment run, two IF simulations of the calibration set and the search. Phase 2
-uses the first ``config.phase2_samples`` calibration samples.
+about one segment run, two IF simulations of the calibration set (:mod:`.if_kernel`) and the
+search (14 IF simulations of the search set; phase 1's and the searched errors come from the grid).
+At the end the network's output on the search set is read from the cached spikes, for the
+network-level check (:mod:`.guard`). Phase 2 uses the first ``config.phase2_samples`` samples.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ import onnx
 
 from .config import Config, Granularity
 from .data import Dataset
+from .evaluation import score_output
 from .plan import Plan
 from .progress import progress
 from .rewrite import to_snn
-from .ops import if_neuron
+from .if_kernel import IFKernel
 from .refit import refit_layer
-from .runtime import make_session
-from .segments import Segment, SpikeCache
+from .segments import Segment, SpikeCache, segment_inputs
 from .targets import Targets, ann_targets
 from .thresholds import LayerParams
 
@@ -61,22 +63,34 @@ class LayerFit:
     refit: bool = False  # the weights feeding this layer were refitted (--refit-weights)
 
 
-def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], calib: Dataset,
-           config: Config) -> tuple[dict[str, LayerParams], list[LayerFit], onnx.ModelProto]:
-    """Calibrated parameters for every layer of ``plan`` (see module docstring).
+@dataclasses.dataclass
+class Phase2:
+    """Phase 2's result: parameters per layer, what was done per layer, the ANN to rewrite
+    (``ann`` itself, or a copy with refitted weights), and on the search set the score output
+    ``score`` of the ANN and of the calibrated SNN (from the cached spikes, no extra SNN run)."""
 
-    Returns the parameters, what was done per layer, and the ANN to rewrite: ``ann`` itself, or a
-    copy with refitted weights when ``config.refit_weights``.
-    """
+    params: dict[str, LayerParams]
+    fits: list[LayerFit]
+    model: onnx.ModelProto
+    score: str
+    ann_scores: np.ndarray
+    snn_scores: np.ndarray
+
+
+def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], calib: Dataset,
+           config: Config) -> Phase2:
+    """Calibrated parameters for every layer of ``plan`` (see module docstring)."""
     calib = calib.head(config.phase2_samples)
     work, snn = ann, to_snn(ann, plan, params, config.T)
-    targets = ann_targets(ann, plan, calib, config)
+    score = score_output(ann)
+    targets = ann_targets(ann, plan, calib, config, score=score)
     batches = list(calib.batches(config.batch_size))
     names = [layer.output for layer in plan.layers]
-    needs = [Segment(snn, layer.current, set(names[:i]), None).inputs for i, layer in enumerate(plan.layers)]
+    needs = [segment_inputs(snn, layer.current, set(names[:i])) for i, layer in enumerate(plan.layers)]
+    needs.append(segment_inputs(snn, score, set(names)))  # the score output, read at the end
     last_use = {n: max([i for i, inputs in enumerate(needs) if n in inputs], default=-1) for n in names}
     cache, fitted, fits = SpikeCache(), dict(params), []
-    kernel = {c: make_session(if_neuron.kernel_model(config.T, constant=c), config) for c in (False, True)}
+    kernel = IFKernel(config.T, config)
     for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
         refit = None
         if config.refit_weights:
@@ -93,7 +107,19 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
         for name in names[: i + 1]:
             if last_use[name] <= i:
                 cache.drop(name)
-    return fitted, fits, work
+    snn_scores = _search_scores(Segment(snn, score, set(names), config), batches, cache, len(targets.scores))
+    return Phase2(fitted, fits, work, score, targets.scores, snn_scores)
+
+
+def _search_scores(segment: Segment, batches, cache: SpikeCache, rows: int) -> np.ndarray:
+    """The calibrated SNN's output on the first ``rows`` samples, computed from the cached spikes."""
+    parts, have = [], 0
+    for b, (_, feed) in enumerate(batches):
+        if have >= rows:
+            break
+        parts.append(segment.run_cached(feed, cache, b)[: rows - have])
+        have += len(parts[-1])
+    return np.concatenate(parts)
 
 
 class _LayerFitter:
@@ -116,9 +142,7 @@ class _LayerFitter:
             if b in self._kept:
                 yield b, self._kept[b]
                 continue
-            feeds = dict(feed)
-            feeds.update({n: self.cache.get(n, b) for n in self.segment.inputs if n in self.cache})
-            current = self.segment.run(feeds)
+            current = self.segment.run_cached(feed, self.cache, b)
             current = current.reshape(self.steps, -1, *current.shape[1:])
             if current.nbytes <= self._budget:
                 self._kept[b] = current
@@ -126,19 +150,18 @@ class _LayerFitter:
             yield b, current
 
     def fit(self, p1: LayerParams, name: str) -> tuple[LayerParams, LayerFit]:
-        """Search, commit the spikes of the searched parameters while measuring E[rate], correct,
-        and commit again only if the correction lowers the error on the search set."""
+        """Search, measure E[rate] with the searched parameters, correct, and commit the
+        correction only if it lowers the error on the search set."""
         search = self._search_currents()
-        mse = lambda p: self._sse(search, p) / self.target.sample.size  # noqa: E731
-        mse1 = mse(p1)
-        searched = self._search(search, p1)
-        mse_s = mse(searched)
+        searched, sse1, sse_s = self._search(search, p1)
         corrected = self._corrected(searched, self._mean_rate(searched))
-        mse_c = mse(corrected)
-        final = corrected if mse_c < mse_s else searched
+        sse_c = self._sse(search, corrected)
+        final = corrected if sse_c < sse_s else searched
         self._commit(name, final)
         self._kept.clear()
-        return final, LayerFit(self.target.name, mse1, mse_s, min(mse_c, mse_s), mse_c < mse_s)
+        size = self.target.sample.size
+        return final, LayerFit(self.target.name, sse1 / size, sse_s / size, min(sse_c, sse_s) / size,
+                               sse_c < sse_s)
 
     def _search_currents(self) -> np.ndarray:
         """Currents of the search samples at the search neurons: [T, S, n]."""
@@ -157,19 +180,10 @@ class _LayerFitter:
         return count * (np.asarray(self._at(p.threshold, flat_index), current.dtype) / self.T)
 
     def _simulate(self, current: np.ndarray, p: LayerParams, flat_index=None, keep: bool = False):
-        """Spike counts of IF neurons driven by ``current`` [steps, B, ...], and (``keep``) the
-        spikes as booleans [T, B, ...]. Runs the IFNeuron kernel in onnxruntime on
-        ``current + bias``: the same operations, in the same order, as the converted model; a
-        constant current (steps = 1) is repeated over T inside the kernel."""
+        """Spike counts of IF neurons driven by ``current`` [steps, B, ...] (+ the bias), and
+        (``keep``) the spikes as booleans [T*B, ...]; see :mod:`.if_kernel`."""
         theta, v0, bias = (self._at(x, flat_index) for x in (p.threshold, p.v0, p.bias))
-        if bias is not None:
-            current = current + np.asarray(bias, current.dtype)
-        constant = current.shape[0] == 1 and self.T > 1
-        x = current[0] if constant else current.reshape(-1, *current.shape[2:])
-        feeds = {"X": np.ascontiguousarray(x, np.float32), "threshold": np.asarray(theta, np.float32),
-                 "v0": np.asarray(v0, np.float32)}
-        outs = self.kernel[constant].run(["C", "F"] if keep else ["C"], feeds)
-        return outs[0], (outs[1] if keep else None)
+        return self.kernel.run(current, theta, v0, bias, keep)
 
     def _at(self, value, flat_index):
         """Broadcast a per-layer/channel/neuron parameter to one sample, optionally subsampled."""
@@ -184,14 +198,18 @@ class _LayerFitter:
             return float(err.sum())
         return np.bincount(self.target.channel, weights=err.sum(axis=0), minlength=self.target.channels)
 
-    def _search(self, search: np.ndarray, p1: LayerParams) -> LayerParams:
-        best = p1
-        for grid, make in ((SCALES, lambda g, p: self._params(p1.threshold * g, 0.5)),
-                           (ALPHAS, lambda g, p: self._params(p.threshold, g))):
-            candidates = [make(g, best) for g in grid]
-            scores = [self._sse(search, c, self.per_channel) for c in candidates]
-            best = self._pick(candidates, scores)
-        return best
+    def _search(self, search: np.ndarray, p1: LayerParams) -> tuple[LayerParams, float, float]:
+        """Grid search: theta = f * theta_1 (v0 scaled with it, so f = 1 is phase 1), then
+        v0 = alpha * theta; per channel or per layer. Returns the best parameters and the summed
+        squared errors of phase 1 and of the best (taken from the grid, no extra simulation)."""
+        scales = [LayerParams(p1.threshold * np.float32(g), p1.v0 * np.float32(g), "phase 2 search")
+                  for g in SCALES]
+        scores = [self._sse(search, c, self.per_channel) for c in scales]
+        sse1 = float(np.sum(scores[SCALES.index(1.0)])) if p1.bias is None else self._sse(search, p1)
+        best = self._pick(scales, scores)
+        alphas = [self._params(best.threshold, a) for a in ALPHAS]
+        scores = [self._sse(search, c, self.per_channel) for c in alphas]
+        return self._pick(alphas, scores), sse1, float(np.sum(np.min(np.stack(scores), axis=0)))
 
     def _params(self, theta, alpha) -> LayerParams:
         theta = np.asarray(theta, dtype=np.float32)
@@ -234,4 +252,4 @@ class _LayerFitter:
         theta = np.asarray(p.threshold, np.float32)
         for b, current in self.currents():
             fired = self._simulate(current, p, keep=True)[1]
-            self.cache.put(name, b, fired.reshape(-1, *fired.shape[2:]), theta.astype(current.dtype))
+            self.cache.put(name, b, fired, theta.astype(current.dtype))

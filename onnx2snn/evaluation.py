@@ -17,7 +17,7 @@ import onnx
 from onnx import helper
 
 from .config import Config
-from .data import as_dataset
+from .data import Dataset, as_dataset
 from .errors import DataError
 from .ops import if_neuron
 from .runtime import add_spike_counters, make_session, run_batches
@@ -83,14 +83,17 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, data, config: Config,
     snn_scores = np.concatenate(chunks)
     rates = {layer[: -len("/if")]: float(t[0] / t[1]) if t[1] else 0.0
              for layer, t in zip(counters, totals)}
-    return _compare(data, name, ann_scores, snn_scores, rates)
+    return compare(data, name, ann_scores, snn_scores, rates)
 
 
 def _scores(session, data, config, name, desc):
     return np.concatenate([v[name] for _, v in run_batches(session, data, config.batch_size, [name], desc)])
 
 
-def _compare(data, name, ann_scores, snn_scores, rates) -> Evaluation:
+def compare(data: Dataset, name: str, ann_scores: np.ndarray, snn_scores: np.ndarray,
+            rates: dict[str, float] | None = None) -> Evaluation:
+    """ANN vs SNN scores (output ``name``) on ``data``: agreement, accuracies (with labels), RMSE."""
+    rates = rates or {}
     rmse = None
     if np.issubdtype(ann_scores.dtype, np.floating):
         rmse = float(np.sqrt(np.mean((snn_scores.astype(np.float64) - ann_scores) ** 2)))

@@ -8,8 +8,8 @@ agreement is higher by more than two standard errors of a proportion, 2 sqrt(p (
 the mean agreement and n the samples -- a swing of a few samples does not undo phase 2, whose
 per-layer errors are lower by construction. Other outputs compare the RMS difference of the
 outputs. The report says which was kept and why.
-It runs on phase 2's search set (the first 256 calibration samples, see :mod:`.targets`): two SNN
-runs on those samples.
+It runs on phase 2's search set (the first 256 calibration samples, see :mod:`.targets`): phase 2
+brings its own SNN's and the ANN's outputs there, so the check costs one phase-1 SNN run on them.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import onnx
 
 from .config import Config
 from .data import Dataset
-from .evaluation import Evaluation, evaluate
+from .calibrate import Phase2
+from .evaluation import Evaluation, compare
 from .plan import Plan
 from .rewrite import to_snn
-from .targets import search_samples
+from .runtime import run
 from .thresholds import LayerParams
 
 log = logging.getLogger(__name__)
@@ -42,15 +43,17 @@ class Phase2Check:
     kept: bool  # phase-2 parameters kept (False: reverted to phase 1)
 
 
-def check_phase2(ann: onnx.ModelProto, work: onnx.ModelProto, plan: Plan, p1: dict[str, LayerParams],
-                 p2: dict[str, LayerParams], calib: Dataset, config: Config) -> Phase2Check:
-    """Compare the SNNs of (``ann``, ``p1``) and (``work``, ``p2``) on the search-set samples.
+def check_phase2(ann: onnx.ModelProto, plan: Plan, p1: dict[str, LayerParams], result: Phase2,
+                 calib: Dataset, config: Config) -> Phase2Check:
+    """Compare the phase-1 SNN of ``ann`` with phase 2's ``result`` on the search-set samples.
 
-    ``work`` is ``ann`` or its copy with refitted weights (``--refit-weights``).
+    Phase 2 already carries its SNN's and the ANN's scores on those samples (computed from its
+    cached spikes); only the phase-1 SNN is run here.
     """
-    data = calib.head(search_samples(min(len(calib), config.phase2_samples)))
-    one = evaluate(ann, to_snn(ann, plan, p1, config.T), data, config)
-    two = evaluate(ann, to_snn(work, plan, p2, config.T), data, config)
+    data = calib.head(len(result.ann_scores))
+    snn1 = run(to_snn(ann, plan, p1, config.T), data, config, [result.score], "phase-1 SNN")[result.score]
+    one = compare(data, result.score, result.ann_scores, snn1)
+    two = compare(data, result.score, result.ann_scores, result.snn_scores)
     kept = not _better(one, two, len(data))
     if not kept:
         log.warning("phase 2 reverted: on the calibration samples phase 1 agrees better with the ANN "

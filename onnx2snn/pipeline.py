@@ -78,10 +78,10 @@ def _convert_at(ann, plan, layer_stats, calib, config):
     params = thresholds.phase1(plan, layer_stats, config)
     fits, work, check = [], ann, None
     if config.runs_phase2:
-        fitted, fits, refitted = calibrate.phase2(ann, plan, params, calib, config)
-        check = guard.check_phase2(ann, refitted, plan, params, fitted, calib, config)
+        result = calibrate.phase2(ann, plan, params, calib, config)
+        fits, check = result.fits, guard.check_phase2(ann, plan, params, result, calib, config)
         if check.kept:
-            params, work = fitted, refitted
+            params, work = result.params, result.model
     snn = rewrite.to_snn(work, plan, params, config.T, _metadata(config, work is not ann))
     return snn, params, fits, (work if work is not ann else None), check
 

@@ -21,10 +21,16 @@ from .ops import if_neuron
 from .progress import progress
 
 
-def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True) -> ort.InferenceSession:
-    """An onnxruntime session for ``model`` with the configured threads and providers."""
+def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True,
+                 spin: bool = True) -> ort.InferenceSession:
+    """An onnxruntime session for ``model`` with the configured threads and providers.
+
+    ``spin=False``: worker threads sleep instead of spinning after a run -- for sessions that
+    alternate with other sessions (phase 2), whose idle spinning would take the cores they need."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if config.threads:
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = 1

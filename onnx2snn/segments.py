@@ -16,6 +16,24 @@ from .config import Config
 from .runtime import make_session
 
 
+def segment_inputs(model: onnx.ModelProto, output: str, available: set[str]) -> set[str]:
+    """Names of the graph inputs and ``available`` tensors that tensor ``output`` depends on: the
+    inputs :class:`Segment` would have, found by a walk up the graph (no copy of it)."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    graph_inputs = {i.name for i in model.graph.input}
+    found, seen, todo = set(), set(), [output]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in available or (name in graph_inputs and name not in producer):
+            found.add(name)
+        elif name in producer:
+            todo.extend(n for n in producer[name].input if n)
+    return found
+
+
 class Segment:
     """The sub-graph computing tensor ``output`` of ``snn`` from the graph inputs and the spike
     trains in ``available``; ``inputs`` are the ones it needs, in feed order.
@@ -34,10 +52,16 @@ class Segment:
         self.inputs = [t.name for t in graph.inputs]
         model = gs.export_onnx(graph, do_type_check=False)
         model.ir_version = snn.ir_version
-        self.session = make_session(model, config) if config is not None else None
+        self.session = make_session(model, config, spin=False) if config is not None else None
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run([self.output], {k: feeds[k] for k in self.inputs})[0]
+
+    def run_cached(self, feed: dict[str, np.ndarray], cache: "SpikeCache", batch: int) -> np.ndarray:
+        """Run on calibration batch ``batch``: graph inputs from ``feed``, spike trains from ``cache``."""
+        feeds = dict(feed)
+        feeds.update({n: cache.get(n, batch) for n in self.inputs if n in cache})
+        return self.run(feeds)
 
 
 class SpikeCache:

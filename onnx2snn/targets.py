@@ -2,9 +2,10 @@
 
 For every spiking layer: the mean activation of each neuron over all calibration samples (E[a]),
 and the activations of the *search set* -- the first samples (all of them up to 256, a tenth of
-them beyond 2,560, see :func:`search_samples`) at up to ``SEARCH_NEURONS`` neurons (all channels, a fixed random set of
-positions) -- on which thresholds are searched and errors reported. The search set is a small
-fraction of the data, so the grid search costs about one pass of IF simulation.
+them beyond 2,560, see :func:`search_samples`) at a subset of neurons (every channel, a fixed random
+set of positions, at most ``SEARCH_NEURONS``) -- on which thresholds are searched and errors
+reported. On small nets that is every neuron of most of the data: measured, smaller search sets
+(fewer neurons or samples) cost accuracy there (see ``models/README.md``, phase-2 cost).
 Memory: one float per neuron plus the search set, per layer.
 """
 
@@ -49,6 +50,7 @@ class LayerTargets:
 @dataclasses.dataclass
 class Targets:
     layers: dict[str, LayerTargets]
+    scores: np.ndarray | None = None  # the ANN's score output on the search set (if asked)
 
     def layer(self, name: str) -> LayerTargets:
         return self.layers[name]
@@ -65,12 +67,18 @@ def search_neurons(shape: tuple[int, ...], limit: int = SEARCH_NEURONS, seed: in
     return (np.arange(channels)[:, None] * positions + chosen[None, :]).reshape(-1)
 
 
-def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config) -> Targets:
+def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config,
+                score: str | None = None) -> Targets:
+    """E[a] per neuron on ``calib`` and a on its search set; ``score``: an output of ``ann`` to
+    keep on the search set too."""
     names = {layer.output: layer.name for layer in plan.layers}
-    session = make_session(expose(ann, list(names)), config)
-    sums, samples, layers = {}, {}, {}
+    fetch = list(names) + ([score] if score else [])
+    session = make_session(expose(ann, fetch), config, spin=False)
+    sums, samples, layers, scores = {}, {}, {}, []
     wanted = search_samples(len(calib))
-    for _, values in run_batches(session, calib, config.batch_size, list(names), "ANN targets"):
+    for _, values in run_batches(session, calib, config.batch_size, fetch, "ANN targets"):
+        if score and sum(len(s) for s in scores) < wanted:
+            scores.append(values[score][: wanted - sum(len(s) for s in scores)])
         for tensor, name in names.items():
             a = values[tensor]
             if name not in layers:
@@ -85,4 +93,5 @@ def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config
                 samples[name].append(a.reshape(len(a), -1)[:take, layers[name][1]])
     return Targets({name: LayerTargets(name, shape, sums[name] / len(calib), index, channel,
                                        np.concatenate(samples[name]).astype(np.float32))
-                    for name, (shape, index, channel) in layers.items()})
+                    for name, (shape, index, channel) in layers.items()},
+                   np.concatenate(scores) if scores else None)

@@ -5,10 +5,17 @@ import numpy as np
 
 import onnx2snn
 from conftest import MODELS
-from onnx2snn import Config
+from onnx2snn import Config, load
+from onnx2snn.calibrate import phase2
+from onnx2snn.data import load_npz
 from onnx2snn.evaluation import Evaluation
 from onnx2snn.guard import _better
+from onnx2snn.plan import make_plan
 from onnx2snn.report import format_text, summary
+from onnx2snn.rewrite import to_snn
+from onnx2snn.runtime import run
+from onnx2snn.stats import collect
+from onnx2snn.thresholds import phase1
 
 
 def _ev(agreement, rmse, task="classification"):
@@ -45,3 +52,18 @@ def test_phase2_reverted_at_T1_on_the_resnet_and_reported():
     assert r.evaluation.snn_accuracy == one.evaluation.snn_accuracy
     s = summary(r, "m", None)
     assert s["phase2_check"]["kept"] is False and "phase 2 was reverted" in format_text(s)
+
+
+def test_phase2_scores_from_its_cache_are_the_final_snns():
+    """The check reads phase 2's SNN output on the search set from the cached spikes; it must be
+    what the rewritten model computes on those samples."""
+    path = MODELS / "digits_resnet.onnx"
+    ann = load.normalize(load.load_model(path))
+    plan, config = make_plan(ann), Config(T=4)
+    calib = load_npz(path.with_suffix(".calib.npz"), ann).head(150)
+    result = phase2(ann, plan, phase1(plan, collect(ann, plan, calib, config), config), calib, config)
+    data = calib.head(len(result.snn_scores))
+    final = run(to_snn(result.model, plan, result.params, 4), data, config, [result.score])[result.score]
+    np.testing.assert_allclose(result.snn_scores, final, rtol=1e-5, atol=1e-5)
+    ann_scores = run(ann, data, config, [result.score])[result.score]
+    np.testing.assert_allclose(result.ann_scores, ann_scores, rtol=1e-6, atol=1e-6)

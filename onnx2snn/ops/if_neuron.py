@@ -16,8 +16,8 @@ The whole time loop of one layer is inside the op, so a converted model maps the
 T-step SNN output in one call. The ONNX function body unrolls the loop for the file's T with
 standard ops (Split, Add, GreaterOrEqual, Cast, Mul, Sub, Concat), so a converted file runs in a plain
 ``onnxruntime.InferenceSession`` and passes ``onnx.checker.check_model(full_check=True)``.
-The numpy reference (:func:`if_forward`, :class:`IFNeuron`) performs the same float
-operations in the same order; it is what tests and phase 2 use.
+The numpy reference (:func:`if_forward`, :class:`IFNeuron`) and phase 2's kernel
+(:mod:`onnx2snn.if_kernel`) perform the same float operations in the same order.
 """
 
 from __future__ import annotations
@@ -134,41 +134,3 @@ def time_steps(model: onnx.ModelProto) -> int | None:
         if node.domain == DOMAIN and node.op_type == OP_TYPE:
             return next(a.i for a in node.attribute if a.name == ATTR_T)
     return None
-
-
-def kernel_model(T: int, constant: bool = False, opset: int = 17) -> onnx.ModelProto:
-    """A model running one IFNeuron on arrays in onnxruntime (phase 2 uses it: the same kernel, so
-    the same spikes, as the converted model). Dynamic shapes.
-
-    Inputs ``X`` ([T*B, ...], or with ``constant`` one step [B, ...] repeated T times inside the
-    graph, as direct encoding does), ``threshold``, ``v0``. Outputs ``Y`` (the spikes, [T*B, ...])
-    and ``C`` (spike counts per neuron, [B, ...], float): fetching only ``C`` keeps the spike
-    train inside onnxruntime.
-    """
-    ints = lambda name, values: helper.make_node(  # noqa: E731
-        "Constant", [], [name], value=helper.make_tensor(name, onnx.TensorProto.INT64, [len(values)], values))
-    nodes = [ints("k/T", [T]), ints("k/zero_ax", [0]), ints("k/one", [1]), ints("k/end", [2**62]),
-             ints("k/minus1", [-1]), helper.make_node("Shape", ["X"], ["k/shape"]),
-             helper.make_node("Slice", ["k/shape", "k/one", "k/end"], ["k/rest"])]
-    current = "X"
-    if constant:
-        nodes += [helper.make_node("Unsqueeze", ["X", "k/zero_ax"], ["k/x1"]),
-                  helper.make_node("Concat", ["k/T", "k/shape"], ["k/tiled_shape"], axis=0),
-                  helper.make_node("Expand", ["k/x1", "k/tiled_shape"], ["k/xt"]),
-                  helper.make_node("Concat", ["k/minus1", "k/rest"], ["k/rows_shape"], axis=0),
-                  helper.make_node("Reshape", ["k/xt", "k/rows_shape"], ["k/current"])]
-        current = "k/current"
-    nodes += [make_node("if", current, "threshold", "v0", "Y", T, "V"),
-              helper.make_node("Concat", ["k/T", "k/minus1", "k/rest"], ["k/steps_shape"], axis=0),
-              helper.make_node("Reshape", ["Y", "k/steps_shape"], ["k/steps"]),
-              helper.make_node("Greater", ["k/steps", "k/zero"], ["F"]),
-              helper.make_node("Cast", ["F"], ["k/fired_f"], to=onnx.TensorProto.FLOAT),
-              helper.make_node("ReduceSum", ["k/fired_f", "k/zero_ax"], ["C"], keepdims=0)]
-    float_info = lambda n: helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)  # noqa: E731
-    graph = helper.make_graph(nodes, "if_kernel", [float_info(n) for n in INPUTS],
-                              [float_info("Y"), helper.make_tensor_value_info("F", onnx.TensorProto.BOOL, None),
-                               float_info("C")],
-                              [helper.make_tensor("k/zero", onnx.TensorProto.FLOAT, [], [0.0])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return install(model, T)

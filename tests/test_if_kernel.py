@@ -1,0 +1,29 @@
+"""Phase 2's IF kernel gives the spikes of the IFNeuron reference (same float ops, same order)."""
+
+import numpy as np
+import pytest
+
+from onnx2snn import Config
+from onnx2snn.if_kernel import IFKernel
+from onnx2snn.ops.if_neuron import if_forward
+
+
+@pytest.mark.parametrize("constant", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_kernel_matches_reference(constant, with_bias):
+    T, B = 5, 7
+    rng = np.random.default_rng(0)
+    current = rng.normal(0.3, 0.6, size=(1 if constant else T, B, 3, 4, 4)).astype(np.float32)
+    theta = rng.uniform(0.5, 1.5, size=(3, 1, 1)).astype(np.float32)
+    v0 = (0.5 * theta).astype(np.float32)
+    bias = rng.normal(0, 0.1, size=(3, 1, 1)).astype(np.float32) if with_bias else None
+    x = np.broadcast_to(current, (T,) + current.shape[1:])
+    if with_bias:
+        x = x + bias
+    spikes, _ = if_forward(np.ascontiguousarray(x).reshape(T * B, 3, 4, 4), theta, v0, T)
+    counts, fired = IFKernel(T, Config(T=T)).run(current, theta, v0, bias, keep=True)
+    np.testing.assert_array_equal(fired, spikes > 0)
+    np.testing.assert_array_equal(counts, (spikes > 0).reshape(T, B, 3, 4, 4).sum(axis=0))
+    only_counts, none = IFKernel(T, Config(T=T)).run(current, theta, v0, bias)
+    assert none is None
+    np.testing.assert_array_equal(only_counts, counts)
