@@ -165,14 +165,16 @@ class _LayerFitter:
 
     def _search_currents(self) -> np.ndarray:
         """Currents of the search samples at the search neurons: [T, S, n]."""
-        parts, have = [], 0
+        parts, have, index = [], 0, self.target.index
+        every = index.size == int(np.prod(self.target.shape))  # search_neurons gives arange(n) then
         for _, current in self.currents():
-            flat = current.reshape(self.steps, current.shape[1], -1)[:, :, self.target.index]
-            parts.append(flat[:, : self.target.sample.shape[0] - have])
+            flat = current[:, : self.target.sample.shape[0] - have]
+            flat = flat.reshape(self.steps, flat.shape[1], -1)
+            parts.append(flat if every else np.take(flat, index, axis=2))
             have += parts[-1].shape[1]
             if have >= self.target.sample.shape[0]:
                 break
-        return np.ascontiguousarray(np.concatenate(parts, axis=1))
+        return np.concatenate(parts, axis=1)
 
     def _rates(self, current: np.ndarray, p: LayerParams, flat_index=None) -> np.ndarray:
         """Rates [B, n] (or [B, *shape]) of IF neurons driven by ``current`` [steps, B, ...]."""

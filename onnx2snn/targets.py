@@ -56,8 +56,9 @@ class Targets:
         return self.layers[name]
 
 
-def search_neurons(shape: tuple[int, ...], limit: int = SEARCH_NEURONS, seed: int = 0) -> np.ndarray:
+def search_neurons(shape: tuple[int, ...], limit: int | None = None, seed: int = 0) -> np.ndarray:
     """Flat indices of up to ``limit`` neurons covering every channel (same positions in each)."""
+    limit = SEARCH_NEURONS if limit is None else limit
     total = int(np.prod(shape)) if shape else 1
     if total <= limit:
         return np.arange(total)

@@ -1,10 +1,14 @@
-"""How many calibration samples phase 2 needs: test accuracy by ``Config.phase2_samples``.
+"""How much data phase 2 needs: test accuracy by ``Config.phase2_samples`` and by search-set size.
 
     python tools/phase2_samples.py [--model fashion_cnn] [--samples 256 512 1024] [--T 2 4 8]
+    python tools/phase2_samples.py --model digits_resnet --search-samples 64 128 256 --T 2 4 8
+    python tools/phase2_samples.py --model digits_resnet --search-neurons 128 512 2048 --T 2 4 8
 
 Converts the shipped model with the default method and each phase-2 sample count (statistics
 always use the whole calibration split) and prints SNN test accuracy at each T; this is the
-measurement behind the default of 512.
+measurement behind the default of 512. ``--search-samples`` / ``--search-neurons`` instead vary
+the search set (``targets.SEARCH_SAMPLES``: samples, at least; ``targets.SEARCH_NEURONS``: neurons
+per layer, at most), whose size is most of phase 2's cost on small nets.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import onnx2snn  # noqa: E402
+from onnx2snn import targets  # noqa: E402
+
+
+def accuracies(base: Path, T: list[int], **config) -> tuple[float, str]:
+    r = onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", onnx2snn.Config(T=T[0], **config),
+                         data=f"{base}.test.npz", sweep=T[1:])
+    evals = {T[0]: r.evaluation, **r.sweep}
+    return r.evaluation.ann_accuracy, "  ".join(f"T={t}: {100 * e.snn_accuracy:.2f}" for t, e in sorted(evals.items()))
 
 
 def main() -> None:
@@ -24,14 +36,21 @@ def main() -> None:
     p.add_argument("--model", default="fashion_cnn")
     p.add_argument("--samples", nargs="+", type=int, default=[256, 512, 1024])
     p.add_argument("--T", nargs="+", type=int, default=[2, 4, 8])
+    p.add_argument("--search-samples", nargs="+", type=int, help="vary targets.SEARCH_SAMPLES instead")
+    p.add_argument("--search-neurons", nargs="+", type=int, help="vary targets.SEARCH_NEURONS instead")
     args = p.parse_args()
     base = ROOT / "models" / args.model
-    for n in args.samples:
-        r = onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", onnx2snn.Config(T=args.T[0], phase2_samples=n),
-                             data=f"{base}.test.npz", sweep=args.T[1:])
-        evals = {args.T[0]: r.evaluation, **r.sweep}
-        cells = "  ".join(f"T={T}: {100 * e.snn_accuracy:.2f}" for T, e in sorted(evals.items()))
-        print(f"{args.model} phase2_samples={n}: ANN {100 * r.evaluation.ann_accuracy:.2f}  {cells}", flush=True)
+    runs = [("phase2_samples", n, {"phase2_samples": n}) for n in args.samples]
+    if args.search_samples or args.search_neurons:
+        runs = ([("SEARCH_SAMPLES", n, {}) for n in args.search_samples or []]
+                + [("SEARCH_NEURONS", n, {}) for n in args.search_neurons or []])
+    for what, n, config in runs:
+        saved = targets.SEARCH_SAMPLES, targets.SEARCH_NEURONS
+        if what.startswith("SEARCH"):
+            setattr(targets, what, n)  # the search set: max(SEARCH_SAMPLES, N/10) samples, at most N
+        ann, cells = accuracies(base, args.T, **config)
+        targets.SEARCH_SAMPLES, targets.SEARCH_NEURONS = saved
+        print(f"{args.model} {what}={n}: ANN {100 * ann:.2f}  {cells}", flush=True)
 
 
 if __name__ == "__main__":
