@@ -24,8 +24,8 @@ point (first model, B = 64, T = 16) runs in its own child process, and the child
 ``onnx2snn.convert`` (statistics, phase 1, phase 2) on N random samples for ``vgg32`` and reports
 its peak RSS next to the size of the data itself.
 
-``--profile`` prints onnxruntime's per-op-type profile of our SNN instead (first model, B = 64,
-T = 16): where the time goes.
+``--profile [B,T]`` prints onnxruntime's per-op-type profile of our SNN instead (first model,
+default B = 64, T = 16): where the time goes.
 
 ``--json`` prints one object on the last line of stdout with ``rows``, ``memory``, ``calib_memory``,
 ``ratio_to_dense_floor`` (ours / floor at B = 64, T = 16 on the first model),
@@ -266,8 +266,8 @@ def main() -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     p.add_argument("--calib-memory", nargs="*", type=int, default=[1000, 10000])
     p.add_argument("--json", action="store_true")
-    p.add_argument("--profile", action="store_true", help="only print the op-type profile of our SNN (first model, "
-                   "B = 64, T = 16)")
+    p.add_argument("--profile", nargs="?", const="64,16", metavar="B,T",
+                   help="only print the op-type profile of our SNN (first model; default B = 64, T = 16)")
     p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -275,7 +275,8 @@ def main() -> None:
         print(json.dumps(child(kind, name, int(B), int(T), int(threads), int(samples))))
         return
     if args.profile:
-        ops = profile(args.models[0], 64, 16, args.threads)
+        B, T = (int(v) for v in args.profile.split(","))
+        ops = profile(args.models[0], B, T, args.threads)
         total = sum(ops.values())
         for op, ms in ops.items():
             print(f"{op:16s} {ms:8.1f} ms  {100 * ms / total:5.1f} %")
