@@ -6,7 +6,8 @@
 Needs torch (the ``train`` extra) to build the VGG-like net; SpikingJelly is optional (install as in
 ``tools/compare_spikingjelly.py``'s docstring; without it its column is null).
 
-For each model, B and T, measured side by side in one process, interleaved, median of ``repeats``:
+For each model, B and T, measured side by side in one process, interleaved, median of ``repeats``
+(5x as many at B = 1, where one call takes milliseconds):
   ours        one ``run()`` of the converted (time-batched) model on a batch of B
   floor       T x (one ANN run on the same B)      -- the dense floor
   ann_TB      one ANN run on a batch of T*B
@@ -30,7 +31,8 @@ default B = 64, T = 16): where the time goes.
 ``--json`` prints one object on the last line of stdout with ``rows``, ``memory``, ``calib_memory``,
 ``ratio_to_dense_floor`` (ours / floor at B = 64, T = 16 on the first model),
 ``ratio_to_dense_floor_b1`` (the same at B = 1) and ``ratio_to_spikingjelly`` (ours / sj at B = 64,
-T = 16; null without SpikingJelly).
+T = 16; null without SpikingJelly) and ``ann_TB_to_spikingjelly`` (ANN(T*B) / sj there: what
+ours / sj would be if the IF neurons cost nothing and the convolutions ran as in the ANN on T*B).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def bench(models, batches, steps, repeats, threads) -> list[dict]:
             sj_net = spikingjelly_net(built[2], built[1])
             for B in batches:
                 for T in steps:
-                    t = measure(runners(name, built, T, B, threads, sj_net), repeats)
+                    t = measure(runners(name, built, T, B, threads, sj_net), repeats * (5 if B == 1 else 1))
                     row = {"model": name, "B": B, "T": T, "ours": t["ours"], "floor": T * t["ann_B"],
                            "ann_TB": t["ann_TB"], "stepwise": t["stepwise"], "sj": t.get("sj")}
                     row["ratio_to_floor"] = row["ours"] / row["floor"]
@@ -298,7 +300,8 @@ def main() -> None:
               "repeats": args.repeats,
               "ratio_to_dense_floor": r64["ratio_to_floor"] if r64 else None,
               "ratio_to_dense_floor_b1": r1["ratio_to_floor"] if r1 else None,
-              "ratio_to_spikingjelly": r64["ratio_to_sj"] if r64 else None}
+              "ratio_to_spikingjelly": r64["ratio_to_sj"] if r64 else None,
+              "ann_TB_to_spikingjelly": r64["ann_TB"] / r64["sj"] if r64 and r64["sj"] else None}
     if args.json:
         print(json.dumps(result))
 
