@@ -6,8 +6,9 @@
 Needs torch (the ``train`` extra) to build the VGG-like net; SpikingJelly is optional (install as in
 ``tools/compare_spikingjelly.py``'s docstring; without it its column is null).
 
-For each model, B and T, measured side by side in one process, interleaved, median of ``repeats``
-(5x as many at B = 1, where one call takes milliseconds):
+For each model, B and T, measured side by side in one process, in blocks per column alternating
+over two rounds (see ``measure``), median of ``repeats`` (5x as many at B = 1, where one call takes
+milliseconds):
   ours        one ``run()`` of the converted (time-batched) model on a batch of B
   floor       T x (one ANN run on the same B)      -- the dense floor
   ann_TB      one ANN run on a batch of T*B
@@ -32,7 +33,8 @@ default B = 64, T = 16): where the time goes.
 ``ratio_to_dense_floor`` (ours / floor at B = 64, T = 16 on the first model),
 ``ratio_to_dense_floor_b1`` (the same at B = 1) and ``ratio_to_spikingjelly`` (ours / sj at B = 64,
 T = 16; null without SpikingJelly) and ``ann_TB_to_spikingjelly`` (ANN(T*B) / sj there: what
-ours / sj would be if the IF neurons cost nothing and the convolutions ran as in the ANN on T*B).
+ours / sj would be if the IF neurons cost nothing and the convolutions ran as in the ANN on T*B;
+``ann_TB_to_spikingjelly_b1``: the same at B = 1).
 """
 
 from __future__ import annotations
@@ -156,16 +158,20 @@ def runners(name: str, built, T: int, B: int, threads: int, sj_net):
     return out
 
 
-def measure(fns: dict, repeats: int) -> dict:
-    """Median seconds of each callable, interleaved (one warm-up call each first)."""
-    for fn in fns.values():
-        fn()
+def measure(fns: dict, repeats: int, rounds: int = 2) -> dict:
+    """Median seconds of each callable. In ``rounds`` rounds each callable runs as a block: a pause,
+    one warm-up call, then ``repeats / rounds`` timed calls. Blocks keep one framework's idle
+    threads (torch's OpenMP pool, onnxruntime's spinning workers) from slowing another's timed
+    calls on the same cores; the rounds spread drift over all columns."""
     times = {k: [] for k in fns}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for k, fn in fns.items():
-            start = time.perf_counter()
+            time.sleep(0.2)
             fn()
-            times[k].append(time.perf_counter() - start)
+            for _ in range(max(1, repeats // rounds)):
+                start = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -301,7 +307,8 @@ def main() -> None:
               "ratio_to_dense_floor": r64["ratio_to_floor"] if r64 else None,
               "ratio_to_dense_floor_b1": r1["ratio_to_floor"] if r1 else None,
               "ratio_to_spikingjelly": r64["ratio_to_sj"] if r64 else None,
-              "ann_TB_to_spikingjelly": r64["ann_TB"] / r64["sj"] if r64 and r64["sj"] else None}
+              "ann_TB_to_spikingjelly": r64["ann_TB"] / r64["sj"] if r64 and r64["sj"] else None,
+              "ann_TB_to_spikingjelly_b1": r1["ann_TB"] / r1["sj"] if r1 and r1["sj"] else None}
     if args.json:
         print(json.dumps(result))
 
