@@ -156,12 +156,13 @@ class _LayerFitter:
         searched, sse1, sse_s = self._search(search, p1)
         corrected = self._corrected(searched, self._mean_rate(searched))
         sse_c = self._sse(search, corrected)
-        final = corrected if sse_c < sse_s else searched
+        better = sse_c < sse_s * (1 - 1e-9)  # by more than float64 summation order
+        final = corrected if better else searched
         self._commit(name, final)
         self._kept.clear()
         size = self.target.sample.size
-        return final, LayerFit(self.target.name, sse1 / size, sse_s / size, min(sse_c, sse_s) / size,
-                               sse_c < sse_s)
+        return final, LayerFit(self.target.name, sse1 / size, sse_s / size, (sse_c if better else sse_s) / size,
+                               better)
 
     def _search_currents(self) -> np.ndarray:
         """Currents of the search samples at the search neurons: [T, S, n]."""
@@ -195,7 +196,7 @@ class _LayerFitter:
         return full[flat_index].astype(np.float32)
 
     def _sse(self, search: np.ndarray, p: LayerParams, per_channel: bool = False):
-        err = (self._rates(search, p, self.target.index) - self.target.sample) ** 2
+        err = (self._rates(search, p, self.target.index).astype(np.float64) - self.target.sample) ** 2
         if not per_channel:
             return float(err.sum())
         return np.bincount(self.target.channel, weights=err.sum(axis=0), minlength=self.target.channels)
