@@ -113,13 +113,19 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
 
 def _search_scores(segment: Segment, batches, cache: SpikeCache, rows: int) -> np.ndarray:
     """The calibrated SNN's output on the first ``rows`` samples, computed from the cached spikes."""
-    parts, have = [], 0
-    for b, (_, feed) in enumerate(batches):
+    return _first_rows((segment.run_cached(feed, cache, b) for b, (_, feed) in enumerate(batches)), rows)
+
+
+def _first_rows(parts, rows: int, axis: int = 0) -> np.ndarray:
+    """The first ``rows`` entries along ``axis`` of the arrays ``parts`` yields, concatenated;
+    ``parts`` (e.g. a generator running a segment per batch) is not read further than needed."""
+    taken, have = [], 0
+    for part in parts:
+        taken.append(part[(slice(None),) * axis + (slice(0, rows - have),)])
+        have += taken[-1].shape[axis]
         if have >= rows:
             break
-        parts.append(segment.run_cached(feed, cache, b)[: rows - have])
-        have += len(parts[-1])
-    return np.concatenate(parts)
+    return np.concatenate(taken, axis=axis)
 
 
 class _LayerFitter:
@@ -166,16 +172,11 @@ class _LayerFitter:
 
     def _search_currents(self) -> np.ndarray:
         """Currents of the search samples at the search neurons: [T, S, n]."""
-        parts, have, index = [], 0, self.target.index
+        index = self.target.index
         every = index.size == int(np.prod(self.target.shape))  # search_neurons gives arange(n) then
-        for _, current in self.currents():
-            flat = current[:, : self.target.sample.shape[0] - have]
-            flat = flat.reshape(self.steps, flat.shape[1], -1)
-            parts.append(flat if every else np.take(flat, index, axis=2))
-            have += parts[-1].shape[1]
-            if have >= self.target.sample.shape[0]:
-                break
-        return np.concatenate(parts, axis=1)
+        flat = (c.reshape(self.steps, c.shape[1], -1) for _, c in self.currents())
+        return _first_rows((f if every else np.take(f, index, axis=2) for f in flat),
+                           self.target.sample.shape[0], axis=1)
 
     def _rates(self, current: np.ndarray, p: LayerParams, flat_index=None) -> np.ndarray:
         """Rates [B, n] (or [B, *shape]) of IF neurons driven by ``current`` [steps, B, ...]."""

@@ -179,11 +179,11 @@ def _check_outputs(args, model: Path, output: Path) -> None:
         if flag != "--report" and path.is_dir():
             raise OutputError(f"{flag} '{path}' is a directory; pass a file name")
     if args.nir:
-        from .export.nir import _nir
-        _nir()
+        from .export.nir import import_nir
+        import_nir()
     if args.report:
-        from .export.report_html import _pyplot
-        _pyplot()
+        from .export.report_html import import_pyplot
+        import_pyplot()
 
 
 def _writable(folder: Path) -> bool:

@@ -1,7 +1,8 @@
 """IF simulation for phase 2: spike counts (and spikes) of one layer, in onnxruntime.
 
-The kernel graph performs, per step, the float operations of the IFNeuron function body in the
-same order (see :mod:`.ops.if_neuron`), so it gives the same spikes as the converted model::
+The kernel graph is built from the IFNeuron function's own step (:func:`.ops.if_neuron.step_nodes`),
+so it performs the same float operations in the same order and gives the same spikes as the
+converted model::
 
     x_t <- x_t + b                  (only with a phase-2 bias current b, as the converted Add)
     u_t = v_{t-1} + x_t ;  f_t = [u_t >= theta] ;  v_t = u_t - theta * f_t ;  v_{-1} = v0
@@ -20,6 +21,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from .config import Config
+from .ops import if_neuron
 from .runtime import make_session
 
 
@@ -33,11 +35,7 @@ def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17
         steps = [f"{x}b" for x in steps]
     v = "v0"
     for t, x in enumerate(steps):
-        nodes += [helper.make_node("Add", [v, x], [f"u{t}"]),
-                  helper.make_node("GreaterOrEqual", [f"u{t}", "threshold"], [f"f{t}"]),
-                  helper.make_node("Cast", [f"f{t}"], [f"c{t}"], to=TensorProto.FLOAT),
-                  helper.make_node("Mul", [f"c{t}", "threshold"], [f"s{t}"]),
-                  helper.make_node("Sub", [f"u{t}", f"s{t}"], [f"m{t}"])]
+        nodes += if_neuron.step_nodes(t, v, x, opset)
         v = f"m{t}"
     nodes.append(helper.make_node("Sum", [f"c{t}" for t in range(T)], ["C"]))
     outputs = [helper.make_tensor_value_info("C", TensorProto.FLOAT, None)]

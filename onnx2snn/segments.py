@@ -34,25 +34,37 @@ def segment_inputs(model: onnx.ModelProto, output: str, available: set[str]) -> 
     return found
 
 
+def cut(model: onnx.ModelProto, outputs: list[str], available: set[str],
+        untyped: type | None = None) -> onnx.ModelProto:
+    """The part of ``model`` computing ``outputs``, with the tensors in ``available`` (those that
+    exist) cut from their producers and fed as extra graph inputs; graph inputs it does not need
+    are dropped. ``untyped``: element type given to outputs whose type is unknown."""
+    graph = gs.import_onnx(model)
+    tensors = graph.tensors()
+    boundary = [tensors[name] for name in sorted(available) if name in tensors]
+    for tensor in boundary:
+        tensor.inputs.clear()
+    graph.inputs = list(graph.inputs) + boundary
+    graph.outputs = [tensors[name] for name in outputs]
+    for tensor in graph.outputs:
+        tensor.dtype = tensor.dtype or untyped
+    graph.cleanup(remove_unused_graph_inputs=True).toposort()
+    out = gs.export_onnx(graph, do_type_check=False)
+    out.ir_version = model.ir_version
+    return out
+
+
 class Segment:
     """The sub-graph computing tensor ``output`` of ``snn`` from the graph inputs and the spike
-    trains in ``available``; ``inputs`` are the ones it needs, in feed order.
+    trains in ``available`` (fed from the cache: cut from their IF nodes); ``inputs`` are the ones
+    it needs, in feed order.
     """
 
-    def __init__(self, snn: onnx.ModelProto, output: str, available: set[str], config: Config | None):
-        graph = gs.import_onnx(snn)
+    def __init__(self, snn: onnx.ModelProto, output: str, available: set[str], config: Config):
         self.output = output
-        tensors = graph.tensors()
-        boundary = [tensors[name] for name in sorted(available) if name in tensors]
-        for tensor in boundary:
-            tensor.inputs.clear()  # fed from the cache: cut from its IF node
-        graph.inputs = list(graph.inputs) + boundary
-        graph.outputs = [tensors[self.output]]
-        graph.cleanup(remove_unused_graph_inputs=True).toposort()
-        self.inputs = [t.name for t in graph.inputs]
-        model = gs.export_onnx(graph, do_type_check=False)
-        model.ir_version = snn.ir_version
-        self.session = make_session(model, config, spin=False) if config is not None else None
+        model = cut(snn, [output], available)
+        self.inputs = [i.name for i in model.graph.input]
+        self.session = make_session(model, config, spin=False)
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run([self.output], {k: feeds[k] for k in self.inputs})[0]

@@ -18,6 +18,7 @@ from .config import Config
 from .plan import Plan
 from .rewrite import to_snn
 from .runtime import make_session
+from .segments import cut
 from .thresholds import LayerParams
 
 
@@ -37,8 +38,9 @@ class StepwiseSNN:
         self.states = [t.name for t in graph.inputs if t.name.endswith(("/if/v", "/count", "/max"))]
         self.sources, self.rates = list(dict.fromkeys(rates.values())), rates
         step_outputs = self.sources + [_next(n) for n in self.states] + list(watch)
-        self.step = make_session(_cut(model, step_outputs, set()), config)
-        self.readout = make_session(_cut(model, [o.name for o in ann.graph.output], set(rates)), config)
+        self.step = make_session(cut(model, step_outputs, set(), untyped=np.float32), config)
+        self.readout = make_session(cut(model, [o.name for o in ann.graph.output], set(rates), untyped=np.float32),
+                                    config)
         self.readout_inputs = [i.name for i in self.readout.get_inputs()]
         self.watch = tuple(watch)
         self._v0 = {f"{layer.name}/if/v": np.asarray(params[layer.name].v0) for layer in plan.layers}
@@ -66,22 +68,6 @@ def _rate_source(mul: gs.Node) -> str:
     reduce = mul.inputs[0].inputs[0]
     reshape = reduce.inputs[0].inputs[0]
     return reshape.inputs[0].name
-
-
-def _cut(model: onnx.ModelProto, outputs: list[str], cut_at: set[str]) -> onnx.ModelProto:
-    """The part of ``model`` computing ``outputs``, with the tensors ``cut_at`` as extra inputs."""
-    graph = gs.import_onnx(model)
-    tensors = graph.tensors()
-    for name in sorted(cut_at):
-        tensors[name].inputs.clear()
-    graph.inputs = list(graph.inputs) + [tensors[n] for n in sorted(cut_at)]
-    graph.outputs = [tensors[n] for n in outputs]
-    for t in graph.outputs:
-        t.dtype = t.dtype or np.float32
-    graph.cleanup(remove_unused_graph_inputs=True).toposort()
-    out = gs.export_onnx(graph, do_type_check=False)
-    out.ir_version = model.ir_version
-    return out
 
 
 def _next(state_name: str) -> str:

@@ -48,7 +48,8 @@ from ..ops import if_neuron
 from .files import atomic_write
 
 
-def _nir():
+def import_nir():
+    """The optional 'nir' package, or a ConfigError saying how to install it."""
     try:
         import nir
     except ImportError:
@@ -63,7 +64,7 @@ def to_nir(snn: onnx.ModelProto):
 
 def save_nir(snn: onnx.ModelProto, path: str | os.PathLike) -> None:
     """Write ``snn`` as a NIR (HDF5) file, atomically."""
-    nir = _nir()
+    nir = import_nir()
     graph = to_nir(snn)
     with atomic_write(path, "w+b") as handle:  # h5py reads back what it writes
         nir.write(handle, graph)
@@ -74,7 +75,7 @@ class _Builder:
     ONNX tensor ``t`` (several after a residual Add)."""
 
     def __init__(self, snn: onnx.ModelProto):
-        self.nir = _nir()
+        self.nir = import_nir()
         self.model = load.infer_shapes(snn)
         g = self.model.graph
         self.const = {i.name: numpy_helper.to_array(i) for i in g.initializer}

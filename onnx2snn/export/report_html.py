@@ -22,7 +22,8 @@ from ..errors import ConfigError, OutputError
 from .files import atomic_write
 
 
-def _pyplot():
+def import_pyplot():
+    """matplotlib's pyplot (Agg backend), or a ConfigError saying how to install it."""
     try:
         import matplotlib
     except ImportError:
@@ -35,7 +36,7 @@ def _pyplot():
 def write_report(summary: dict, folder: str | os.PathLike) -> Path:
     """Write ``folder``/index.html and its PNGs for a conversion ``summary`` (``report.summary``,
     which must hold an evaluation and its ``energy``)."""
-    plt = _pyplot()
+    plt = import_pyplot()
     energy = summary["energy"]
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
