@@ -19,6 +19,7 @@ from .config import Config, Granularity, Method
 from .data import ImageOptions, load_path
 from .errors import ConfigError, DataError, Onnx2SnnError, OutputError
 from .export import save_model, unroll
+from .export.unrolled import FORMS
 from .load import load_model
 from .pipeline import convert
 from .report import format_text, summary
@@ -97,9 +98,12 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--unroll", action="store_true",
+    p.add_argument("--unroll", nargs="?", const="steps", choices=FORMS, default=None, metavar="FORM",
                    help="write the SNN in standard ONNX ops only (no onnx2snn domain, no functions), "
-                        "for any ONNX runtime")
+                        "for any ONNX runtime; FORM of the IF loops: 'steps' (default: written out "
+                        "step by step, the most portable), 'scan' (a Scan over the steps), 'auto' "
+                        "(Scan for layers of >= 4096 neurons per sample: what onnx2snn runs, faster "
+                        "in onnxruntime)")
     p.add_argument("--nir", metavar="OUT.nir", default=None,
                    help="also write the SNN in the Neuromorphic Intermediate Representation (needs 'nir')")
     p.add_argument("--report", metavar="DIR", default=None,
@@ -150,7 +154,7 @@ def _run(args) -> dict:
     calib, data = (load_path(p, ann, what, images) for p, what in ((calib, "calibration data"), (data, "test data")))
     sweep = args.sweep or (REPORT_SWEEP if args.report else ())
     result = convert(ann, calib, config, data=data, score_output=args.score_output, sweep=sweep)
-    save_model(unroll(result.snn) if args.unroll else result.snn, output, source=model)
+    save_model(unroll(result.snn, args.unroll) if args.unroll else result.snn, output, source=model)
     report = summary(result, str(model), str(output))
     if args.nir:
         from .export.nir import save_nir

@@ -2,7 +2,9 @@
 
 A converted model is an ordinary ONNX model: its IFNeuron nodes carry the whole time loop (T steps
 stacked time-major on axis 0), so one ``run()`` maps an ANN input batch [B, ...] to the SNN output
-averaged over T. onnxruntime executes the IFNeuron function body; no custom-op library is needed.
+averaged over T. Stock onnxruntime runs the file as it is (the IFNeuron function body); our
+sessions run it lowered to standard ops in the ``auto`` form of :mod:`.export.unrolled` (a Scan over
+the steps of large layers) -- the same operations in the same order, identical outputs, less copying.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from onnx import TensorProto, helper
 from . import large
 from .config import Config
 from .data import Dataset, as_dataset
+from .export.unrolled import unroll
 from .ops import if_neuron
 from .progress import progress
 
@@ -26,7 +29,10 @@ def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True,
     """An onnxruntime session for ``model`` with the configured threads and providers.
 
     ``spin=False``: worker threads sleep instead of spinning after a run -- for sessions that
-    alternate with other sessions (phase 2), whose idle spinning would take the cores they need."""
+    alternate with other sessions (phase 2), whose idle spinning would take the cores they need.
+    A model with IFNeuron nodes runs lowered (``unroll(model, "auto")``, see the module docstring)."""
+    if if_neuron.time_steps(model) is not None:
+        model = unroll(model, "auto")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if not spin:

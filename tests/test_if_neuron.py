@@ -8,6 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from graphs import run_ort
+from onnx2snn.export.unrolled import FORMS, unroll
 from onnx2snn.ops import if_neuron
 
 
@@ -65,6 +66,46 @@ def test_function_body_matches_reference_exactly(T, opset, theta, shape):
     for v in (v_ref, v_ort, v_eval):
         np.testing.assert_array_equal(v, v_loop)
     assert set(np.unique(y_ort / np.broadcast_to(theta, y_ort.shape[1:]))) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("T,opset,theta,shape", CASES)
+def test_standard_op_forms_match_the_loop_exactly(T, opset, theta, shape, form):
+    """The lowered forms (step by step, Scan over the steps) give the loop's spikes and final
+    potential bit for bit, in onnxruntime and in onnx.reference, for any batch size."""
+    v0 = np.full(shape, 0.4, np.float32) * np.asarray(theta, np.float32)
+    model = unroll(one_node_model(T, np.asarray(theta, np.float32), v0, (2, *shape), opset), form)
+    onnx.checker.check_model(model, full_check=True)
+    assert not model.functions and {n.domain for n in model.graph.node} == {""}
+    for B in (1, 6):
+        x = np.random.default_rng(B).normal(0.3, 1.0, size=(T * B, *shape)).astype(np.float32)
+        y_loop, v_loop = step_loop(x, theta, v0, T)
+        for y, v in (run_ort(model, {"X": x}), ReferenceEvaluator(model).run(None, {"X": x})):
+            np.testing.assert_array_equal(y, y_loop)
+            np.testing.assert_array_equal(v, v_loop)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_lowered_forms_read_a_tiled_constant_current_directly(form):
+    """Direct encoding: IFNeuron(Tile(Z, [T, 1, 1])) lowers to a loop reading Z at every step, with
+    the loop's exact spikes; a Tile whose repeats are not known constants stays."""
+    T, shape, theta = 4, (3, 4), np.float32(0.7)
+    v0 = np.full(shape, 0.3, np.float32)
+    model = one_node_model(T, theta, v0, (2, *shape), 17)
+    model.graph.node.insert(0, helper.make_node("Tile", ["Z", "repeats"], ["X"]))
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("Z", TensorProto.FLOAT, ["B", *shape]))
+    model.graph.initializer.append(numpy_helper.from_array(np.array([T, 1, 1], np.int64), "repeats"))
+    lowered = unroll(model, form)
+    onnx.checker.check_model(lowered, full_check=True)
+    assert not any(n.op_type == "Tile" for n in lowered.graph.node)
+    z = np.random.default_rng(0).normal(0.3, 1.0, size=(5, *shape)).astype(np.float32)
+    y_loop, v_loop = step_loop(np.tile(z, (T, 1, 1)), theta, v0, T)
+    y, v = run_ort(lowered, {"Z": z})
+    np.testing.assert_array_equal(y, y_loop)
+    np.testing.assert_array_equal(v, v_loop)
+    model.graph.input.append(helper.make_tensor_value_info("R", TensorProto.INT64, [3]))
+    model.graph.node[0].input[1] = "R"
+    assert any(n.op_type == "Tile" for n in unroll(model, form).graph.node)
 
 
 def test_constant_current_gives_rounded_quantisation():

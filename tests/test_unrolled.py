@@ -13,6 +13,8 @@ import onnx2snn
 from conftest import MODELS
 from onnx2snn.cli import main
 from onnx2snn.export import unroll
+from onnx2snn.export.unrolled import SCAN_MIN_NEURONS
+from onnx2snn.runtime import make_session
 
 
 @pytest.mark.parametrize("name", ["digits_cnn", "digits_resnet"])
@@ -31,6 +33,32 @@ def test_unrolled_model_is_standard_and_equal(name, tmp_path):
     ours = onnx2snn.simulate(snn, x)[snn.graph.output[0].name]
     np.testing.assert_allclose(plain, ours, rtol=1e-5, atol=1e-5)
     assert (plain.argmax(1) == ours.argmax(1)).all()
+
+
+def test_auto_form_scans_the_large_layers_with_identical_output():
+    """mnist_cnn has IF layers of 12,544 .. 128 neurons per sample: "auto" runs those of at least
+    SCAN_MIN_NEURONS as a Scan, and every form gives the function's output bit for bit -- including
+    the sessions onnx2snn itself runs (make_session). The first layer's constant current is read at
+    every step instead of being tiled T times."""
+    base = MODELS / "mnist_cnn"
+    snn = onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", onnx2snn.Config(T=4, phase=1)).snn
+    sizes = {v.name: int(np.prod([d.dim_value for d in v.type.tensor_type.shape.dim[1:]]))
+             for v in snn.graph.value_info}
+    large = sum(sizes[n.input[0]] >= SCAN_MIN_NEURONS for n in snn.graph.node if n.op_type == "IFNeuron")
+    assert 0 < large < sum(n.op_type == "IFNeuron" for n in snn.graph.node)
+    assert sum(n.op_type == "Scan" for n in unroll(snn, "auto").graph.node) == large
+    x = np.load(f"{base}.test.npz")["x"][:8].astype(np.float32)
+    feed = {snn.graph.input[0].name: x}
+    stock = ort.InferenceSession(snn.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert any(n.op_type == "Tile" for n in snn.graph.node)  # the first layer's constant current
+    for form in ("steps", "scan", "auto"):
+        lowered = unroll(snn, form)
+        assert not any(n.op_type == "Tile" for n in lowered.graph.node)  # read at every step instead
+        out = ort.InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+        np.testing.assert_array_equal(out, stock)
+    np.testing.assert_array_equal(make_session(snn, onnx2snn.Config(T=4)).run(None, feed)[0], stock)
+    with pytest.raises(ValueError, match="loop form"):
+        unroll(snn, "loop")
 
 
 def test_cli_unroll_provider_and_threads(tmp_path, capsys):

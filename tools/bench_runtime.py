@@ -9,7 +9,12 @@ Needs torch (the ``train`` extra) to build the VGG-like net; SpikingJelly is opt
 For each model, B and T, measured side by side in one process, in blocks per column alternating
 over two rounds (see ``measure``), median of ``repeats`` (5x as many at B = 1, where one call takes
 milliseconds):
-  ours        one ``run()`` of the converted (time-batched) model on a batch of B
+  ours        one ``run()`` of the converted (time-batched) model on a batch of B, as onnx2snn runs
+              it (``make_session``: IF loops of large layers as a Scan, ``unroll(snn, "auto")``)
+  stock       the converted file as it is, in stock onnxruntime (the IFNeuron function body)
+  steps       the same with every IF loop written out step by step (``unroll(snn, "steps")``: what
+              ``--unroll`` writes, and the IFNeuron function body)
+  scan        the same with every IF loop as a Scan (``unroll(snn, "scan")``)
   floor       T x (one ANN run on the same B)      -- the dense floor
   ann_TB      one ANN run on a batch of T*B
   stepwise    T session calls of the T=1 graph with the state fed back (``StepwiseSNN``)
@@ -56,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import onnx2snn  # noqa: E402
+from onnx2snn.export import unroll  # noqa: E402
 from onnx2snn.runtime import make_session  # noqa: E402
 from onnx2snn.stepwise import StepwiseSNN  # noqa: E402
 
@@ -147,15 +153,29 @@ def runners(name: str, built, T: int, B: int, threads: int, sj_net):
     x = calib["x"][rng.integers(0, len(calib["x"]), B)].astype(np.float32)
     xin = ann.graph.input[0].name
     ann_s, snn_s = make_session(ann, config), make_session(snn, config)
+    steps_s, scan_s = (make_session(unroll(snn, form), config) for form in ("steps", "scan"))
+    stock_s = stock_session(snn, threads)
     x_tb = np.concatenate([x] * T)
     step = StepwiseSNN(ann, plan, params, config)
     out = {"ours": lambda: snn_s.run(None, {xin: x}),
+           "stock": lambda: stock_s.run(None, {xin: x}),
+           "steps": lambda: steps_s.run(None, {xin: x}),
+           "scan": lambda: scan_s.run(None, {xin: x}),
            "ann_B": lambda: ann_s.run(None, {xin: x}),
            "ann_TB": lambda: ann_s.run(None, {xin: x_tb}),
            "stepwise": lambda: step.run({xin: x}, T)}
     if sj_net is not None:
         out["sj"] = sj_runner(sj_net, x, T)
     return out
+
+
+def stock_session(model, threads: int):
+    """A plain onnxruntime session for the file as written (no onnx2snn lowering)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def measure(fns: dict, repeats: int, rounds: int = 2) -> dict:
@@ -185,7 +205,8 @@ def bench(models, batches, steps, repeats, threads) -> list[dict]:
                 for T in steps:
                     t = measure(runners(name, built, T, B, threads, sj_net), repeats * (5 if B == 1 else 1))
                     row = {"model": name, "B": B, "T": T, "ours": t["ours"], "floor": T * t["ann_B"],
-                           "ann_TB": t["ann_TB"], "stepwise": t["stepwise"], "sj": t.get("sj")}
+                           "ann_TB": t["ann_TB"], "stepwise": t["stepwise"], "sj": t.get("sj"),
+                           "stock": t["stock"], "steps": t["steps"], "scan": t["scan"]}
                     row["ratio_to_floor"] = row["ours"] / row["floor"]
                     row["ratio_to_sj"] = row["ours"] / row["sj"] if row["sj"] else None
                     rows.append(row)
@@ -196,13 +217,16 @@ def bench(models, batches, steps, repeats, threads) -> list[dict]:
 def _line(r: dict) -> str:
     ms = lambda v: f"{1000 * v:9.2f}" if v is not None else "        -"  # noqa: E731
     ratio = lambda v: f"{v:6.2f}" if v is not None else "     -"  # noqa: E731
-    return (f"{r['model']:14s} B={r['B']:<3d} T={r['T']:<3d} ours {ms(r['ours'])} ms  floor {ms(r['floor'])}"
+    return (f"{r['model']:14s} B={r['B']:<3d} T={r['T']:<3d} ours {ms(r['ours'])} ms  stock {ms(r['stock'])}"
+            f"  steps {ms(r['steps'])}"
+            f"  scan {ms(r['scan'])}  floor {ms(r['floor'])}"
             f"  ann(TB) {ms(r['ann_TB'])}  stepwise {ms(r['stepwise'])}  sj {ms(r['sj'])}"
             f"  ours/floor {ratio(r['ratio_to_floor'])}  ours/sj {ratio(r['ratio_to_sj'])}")
 
 
 def profile(name: str, B: int, T: int, threads: int) -> dict[str, float]:
-    """onnxruntime's own profile of our SNN (one warm-up, 3 runs): mean ms per op type."""
+    """onnxruntime's own profile of our SNN as ``make_session`` runs it (one warm-up, 3 runs): mean
+    ms per op type; a Scan's time includes its body's ops, listed as "in Scan: <op>"."""
     import collections
 
     import onnxruntime as ort
@@ -212,7 +236,8 @@ def profile(name: str, B: int, T: int, threads: int) -> dict[str, float]:
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.enable_profiling = threads, True
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(snn.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(unroll(snn, "auto").SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
         x = {ann.graph.input[0].name: built[1]["x"][:B].astype(np.float32)}
         for _ in range(4):
             session.run(None, x)
@@ -220,7 +245,8 @@ def profile(name: str, B: int, T: int, threads: int) -> dict[str, float]:
     per_op = collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            per_op[e["args"]["op_name"]] += e["dur"] / 4 / 1000  # 4 runs incl. warm-up, us -> ms
+            inside = "/step/" in e["name"]  # a Scan body's op (names from export/unrolled.py)
+            per_op[("  in Scan: " if inside else "") + e["args"]["op_name"]] += e["dur"] / 4 / 1000  # 4 runs, us -> ms
     return dict(per_op.most_common())
 
 
@@ -285,7 +311,7 @@ def main() -> None:
     if args.profile:
         B, T = (int(v) for v in args.profile.split(","))
         ops = profile(args.models[0], B, T, args.threads)
-        total = sum(ops.values())
+        total = sum(ms for op, ms in ops.items() if not op.startswith(" "))  # a Scan includes its body
         for op, ms in ops.items():
             print(f"{op:16s} {ms:8.1f} ms  {100 * ms / total:5.1f} %")
         return

@@ -1,21 +1,46 @@
-"""Unrolled export: the converted model with standard ONNX ops only (no custom domain, no
-functions), for any ONNX runtime (onnxruntime on CPU/GPU, TensorRT, ...).
+"""Lowering: the converted model in standard ONNX ops only (no custom domain, no functions), for any
+ONNX runtime -- and what onnx2snn's own runtime executes.
 
-Each IFNeuron node is replaced by its function body for the model's T -- the time loop written
-out step by step -- with internal names prefixed by the node's name (``<activation>/if/u3``), so
-the result is deterministic and readable. The computation is the same, op for op.
+Each IFNeuron node is replaced by its time loop in one of two standard-op forms, internal names
+prefixed by the node's name (``<activation>/if/u3``), so the result is deterministic and readable:
+
+* ``steps``: the function body written out step by step -- Split of X into T steps, per step
+  Add, GreaterOrEqual, CastLike, Mul, Sub (:func:`.ops.if_neuron.step_nodes`), Concat of the
+  spikes: ``5*T + 2`` plain ops that every runtime supports.
+* ``scan``: X viewed as [T, B, ...] (a Reshape, no copy), one ``Scan`` over the T steps whose body
+  is one step (the same five ops; the threshold is read from the outer scope) and writes each
+  step's spikes into the output, viewed back as [T*B, ...]. No Split and Concat, i.e. two fewer
+  copies of the layer's tensor, at a fixed cost per iteration.
+* A constant current (direct encoding: the first layer's, computed once on B rows and repeated T
+  times by a Tile in the converted model) is read at every step as it is, in both forms, and the
+  Tile is dropped.
+* ``auto``: ``scan`` for layers of at least :data:`SCAN_MIN_NEURONS` neurons per sample, ``steps``
+  for smaller ones (where the iteration cost outweighs the copies) and where shapes are unknown.
+
+Every form performs the same float operations in the same order as the IFNeuron function, so
+spikes and outputs are identical (``tests/test_unrolled.py``). ``--unroll`` writes ``steps`` by
+default, the most portable form; :func:`.runtime.make_session` runs ``auto``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from ..ops import if_neuron
 
+FORMS = ("steps", "scan", "auto")
+# Neurons per sample from which a layer runs as a Scan under "auto": on 2 cores, Scan was slower
+# on the 1-2k neuron digits layers at B = 1 and faster from the 6k-32k neuron layers of the 28x28
+# and 32x32 nets on (tools/bench_runtime.py --forms, table in models/README.md).
+SCAN_MIN_NEURONS = 4096
 
-def unroll(snn: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of the converted model ``snn`` in standard ONNX ops only."""
+
+def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
+    """A copy of the converted model ``snn`` in standard ONNX ops only, its IF loops in ``form``."""
+    if form not in FORMS:
+        raise ValueError(f"unknown loop form {form!r}; expected one of {', '.join(FORMS)}")
     T = if_neuron.time_steps(snn)
     out = onnx.ModelProto()
     out.CopyFrom(snn)
@@ -23,32 +48,145 @@ def unroll(snn: onnx.ModelProto) -> onnx.ModelProto:
         return out
     opset = next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx"))
     body = if_neuron.make_function(T, opset)
+    shapes, constants = _shapes(out), _constant_currents(out.graph, T)
     nodes = []
     for node in out.graph.node:
-        if node.domain == if_neuron.DOMAIN and node.op_type == if_neuron.OP_TYPE:
-            nodes += _expand(node, body)
-        else:
+        if node.domain != if_neuron.DOMAIN or node.op_type != if_neuron.OP_TYPE:
             nodes.append(node)
+            continue
+        constant = constants.get(node.input[0])
+        if T > 1 and _use_scan(form, shapes.get(node.input[0])):
+            elem_type = shapes.get(node.input[0], (None, onnx.TensorProto.FLOAT))[1]
+            nodes += _scan(node, T, opset, elem_type, constant)
+        else:
+            nodes += _expand(node, body, constant)
+    dropped = [n for n in nodes if n.op_type == "Tile" and n.output[0] in constants]
+    nodes = [n for n in nodes if n not in dropped]
     del out.graph.node[:]
     out.graph.node.extend(nodes)
+    _drop_unused_initializers(out.graph, {n.input[1] for n in dropped})
     del out.functions[:]
     kept = [o for o in out.opset_import if o.domain != if_neuron.DOMAIN]
     del out.opset_import[:]
     out.opset_import.extend(kept)
-    out.metadata_props.add(key="onnx2snn.unrolled", value="IFNeuron written out in standard ops")
+    out.metadata_props.add(key="onnx2snn.unrolled", value=f"IFNeuron written out in standard ops ({form})")
     return out
 
 
-def _expand(node: onnx.NodeProto, body: onnx.FunctionProto) -> list[onnx.NodeProto]:
+def _drop_unused_initializers(graph: onnx.GraphProto, names: set[str]) -> None:
+    """Remove the initializers ``names`` that no node reads any more (a dropped Tile's repeats)."""
+    used = {i for n in graph.node for i in n.input}
+    kept = [i for i in graph.initializer if i.name not in names or i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def _constant_currents(graph: onnx.GraphProto, T: int) -> dict[str, str]:
+    """{IF input: the [B, ...] tensor it repeats} for IF inputs that are a Tile by [T, 1, .., 1]
+    (direct encoding's constant current, see :mod:`..rewrite`) read by nothing else: the loop
+    reads that tensor at every step instead, and the Tile is dropped."""
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for o in graph.output:
+        uses[o.name] = uses.get(o.name, 0) + 1
+    feeds_if = {n.input[0] for n in graph.node if n.domain == if_neuron.DOMAIN and n.op_type == if_neuron.OP_TYPE}
+    inits = {i.name: i for i in graph.initializer}
+    found = {}
+    for node in graph.node:
+        if node.op_type != "Tile" or node.output[0] not in feeds_if or uses[node.output[0]] != 1:
+            continue
+        repeats = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
+        if repeats is not None and repeats.size and repeats[0] == T and (repeats[1:] == 1).all():
+            found[node.output[0]] = node.input[0]
+    return found
+
+
+def _use_scan(form: str, shape_type) -> bool:
+    if form != "auto":
+        return form == "scan"
+    dims = shape_type[0] if shape_type else None
+    return dims is not None and all(d > 0 for d in dims[1:]) and int(np.prod(dims[1:])) >= SCAN_MIN_NEURONS
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """{tensor: (dims or None, element type)} from the model's value infos (0 = unknown dim)."""
+    found = {}
+    for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        t = v.type.tensor_type
+        dims = [d.dim_value for d in t.shape.dim] if t.HasField("shape") else None
+        found[v.name] = (dims, t.elem_type or onnx.TensorProto.FLOAT)
+    return found
+
+
+def _expand(node: onnx.NodeProto, body: onnx.FunctionProto, constant: str | None = None) -> list[onnx.NodeProto]:
+    """The function body for ``node``, step by step, names prefixed by the node's name; with a
+    ``constant`` current every step reads it (no Split)."""
     formal = dict(zip(body.input, node.input))
     formal.update({f: a for f, a in zip(body.output, node.output) if a})
+    split = next(inner for inner in body.node if inner.op_type == "Split")
+    if constant:
+        formal.update({step: constant for step in split.output})
     rename = lambda name: formal.get(name, f"{node.name}/{name}")  # noqa: E731
     expanded = []
     for inner in body.node:
         if inner.output and all(o in body.output and o not in formal for o in inner.output):
             continue  # an output the node does not use (the final potential)
+        if constant and inner is split:
+            continue
         copy = helper.make_node(inner.op_type, [rename(i) for i in inner.input],
                                 [rename(o) for o in inner.output], name=f"{node.name}/{inner.name}")
         copy.attribute.extend(inner.attribute)
         expanded.append(copy)
     return expanded
+
+
+def _scan(node: onnx.NodeProto, T: int, opset: int, elem_type: int, constant: str | None = None):
+    """``node`` as one Scan over the T steps (see the module docstring)::
+
+        xr = X viewed as [T, B, ...] ;  (V, Sr) = Scan(v0 expanded to [B, ...], xr) ;  Y = Sr viewed as X
+
+    With a ``constant`` current [B, ...] the body reads it from the outer scope at every step and
+    the Scan walks the step numbers 0 .. T-1 instead."""
+    x, threshold, v0 = node.input
+    p = node.name
+    final = node.output[1] if len(node.output) > 1 and node.output[1] else f"{p}/final_potential"
+    n = lambda op, ins, outs, **kw: helper.make_node(op, ins, [f"{p}/{outs}"], name=f"{p}/{outs}", **kw)  # noqa: E731
+    const = lambda name, values: n("Constant", [], name,  # noqa: E731
+                                   value=numpy_helper.from_array(np.asarray(values, np.int64), f"{p}/{name}"))
+    rows = lambda shape, out: [n("Slice", [f"{p}/{shape}", f"{p}/one", f"{p}/end"], out)]  # noqa: E731
+    nodes = [const("one", [1]), const("end", [np.iinfo(np.int64).max])]
+    if constant:  # steps = 0..T-1; step shape = the constant's; spikes shape = [T*B, rest]
+        nodes += [const("steps", np.arange(T)), const("time_head", [-1]), n("Shape", [constant], "step_shape"),
+                  *rows("step_shape", "row_shape"),
+                  n("Concat", [f"{p}/time_head", f"{p}/row_shape"], "shape", axis=0)]
+    else:  # steps = X as [T, B, rest]; step shape = [B, rest]; spikes shape = X's
+        nodes += [const("time_head", [T, -1]), n("Shape", [x], "shape"), *rows("shape", "row_shape"),
+                  n("Concat", [f"{p}/time_head", f"{p}/row_shape"], "steps_shape", axis=0),
+                  n("Reshape", [x, f"{p}/steps_shape"], "steps"),
+                  n("Shape", [f"{p}/steps"], "steps_full_shape"), *rows("steps_full_shape", "step_shape")]
+    body = _step_graph(p, threshold, opset, elem_type, constant)
+    scan = helper.make_node("Scan", [f"{p}/v_init", f"{p}/steps"], [final, f"{p}/step_spikes"],
+                            name=f"{p}/loop", num_scan_inputs=1, body=body)
+    return nodes + [n("Expand", [v0, f"{p}/step_shape"], "v_init"), scan,
+                    helper.make_node("Reshape", [f"{p}/step_spikes", f"{p}/shape"], [node.output[0]],
+                                     name=f"{p}/spikes")]
+
+
+def _step_graph(p: str, threshold: str, opset: int, elem_type: int, constant: str | None) -> onnx.GraphProto:
+    """Scan body: (v, x_t) -> (v_t, spikes_t), one :func:`.ops.if_neuron.step_nodes` step (x_t is
+    the outer ``constant`` when given; the scanned step number is then unused); its names are
+    prefixed ``<node>/step/`` so they cannot clash with the outer graph's."""
+    local = lambda name: f"{p}/step/{name}"  # noqa: E731
+    x = constant or local("x")
+    nodes = if_neuron.step_nodes("", local("v"), x, opset, threshold=threshold)
+    for i, inner in enumerate(nodes):
+        if inner.op_type == "CastLike":  # the threshold's type is known here: a plain Cast
+            nodes[i] = inner = helper.make_node("Cast", inner.input[:1], inner.output, name=inner.name, to=elem_type)
+        inner.name = local(inner.name)
+        inner.input[:] = [i if i in (threshold, local("v"), x) else local(i) for i in inner.input]
+        inner.output[:] = [local(o) for o in inner.output]
+    value = lambda name, t=elem_type: helper.make_tensor_value_info(local(name), t, None)  # noqa: E731
+    scanned = value("t", onnx.TensorProto.INT64) if constant else value("x")
+    return helper.make_graph(nodes, f"{p}/step", [value("v"), scanned], [value("m"), value("s")])

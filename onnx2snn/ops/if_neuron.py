@@ -102,8 +102,8 @@ def make_function(T: int, opset: int) -> onnx.FunctionProto:
     )
 
 
-def step_nodes(t: int, v_prev: str, x: str, opset: int) -> list[onnx.NodeProto]:
-    """Step ``t`` of the IF loop on input ``x`` and potential ``v_prev`` (tensor "threshold")::
+def step_nodes(t, v_prev: str, x: str, opset: int, threshold: str = "threshold") -> list[onnx.NodeProto]:
+    """Step ``t`` of the IF loop on input ``x`` and potential ``v_prev`` (threshold tensor ``threshold``)::
 
         u{t} = v_prev + x ; f{t} = u{t} >= theta ; c{t} = f{t} as theta's type ;
         s{t} = c{t} * theta (the spike: exactly theta or 0) ; m{t} = u{t} - s{t} (the new potential)
@@ -112,17 +112,17 @@ def step_nodes(t: int, v_prev: str, x: str, opset: int) -> list[onnx.NodeProto]:
     broadcast threshold (``tools/bench_runtime.py --profile`` shows where the time goes)."""
     return [
         helper.make_node("Add", [v_prev, x], [f"u{t}"], name=f"integrate{t}"),
-        helper.make_node("GreaterOrEqual", [f"u{t}", "threshold"], [f"f{t}"], name=f"fire{t}"),
-        _cast_like(f"f{t}", f"c{t}", f"cast{t}", opset),
-        helper.make_node("Mul", [f"c{t}", "threshold"], [f"s{t}"], name=f"spike{t}"),
+        helper.make_node("GreaterOrEqual", [f"u{t}", threshold], [f"f{t}"], name=f"fire{t}"),
+        _cast_like(f"f{t}", f"c{t}", f"cast{t}", opset, threshold),
+        helper.make_node("Mul", [f"c{t}", threshold], [f"s{t}"], name=f"spike{t}"),
         helper.make_node("Sub", [f"u{t}", f"s{t}"], [f"m{t}"], name=f"reset{t}"),
     ]
 
 
-def _cast_like(value: str, out: str, name: str, opset: int) -> onnx.NodeProto:
+def _cast_like(value: str, out: str, name: str, opset: int, threshold: str) -> onnx.NodeProto:
     """The booleans ``value`` as the threshold's type (CastLike from opset 15; float before)."""
     if opset >= 15:
-        return helper.make_node("CastLike", [value, "threshold"], [out], name=name)
+        return helper.make_node("CastLike", [value, threshold], [out], name=name)
     return helper.make_node("Cast", [value], [out], name=name, to=onnx.TensorProto.FLOAT)
 
 
