@@ -71,5 +71,8 @@ def test_cli_unroll_provider_and_threads(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     written = onnx.load(out["output"])
     assert not written.functions and all(n.domain in ("", "ai.onnx") for n in written.graph.node)
+    assert not any(n.op_type == "Scan" for n in written.graph.node)  # --unroll alone: step by step
+    assert main([str(model), "-T", "4", "--unroll", "scan", "--phase", "1", "-q"]) == 0
+    assert any(n.op_type == "Scan" for n in onnx.load(str(tmp_path / "digits_mlp.snn.onnx")).graph.node)
     assert main([str(model), "--provider", "NoSuchExecutionProvider", "-q"]) == 2
     assert "NoSuchExecutionProvider" in capsys.readouterr().err
