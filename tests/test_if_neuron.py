@@ -108,6 +108,22 @@ def test_lowered_forms_read_a_tiled_constant_current_directly(form):
     assert any(n.op_type == "Tile" for n in unroll(model, form).graph.node)
 
 
+def test_scan_form_keeps_a_double_model_in_double():
+    """The Scan body casts spikes to the threshold's type, as CastLike does in the function."""
+    T, shape = 4, (3,)
+    model = one_node_model(T, np.float64(0.7), np.full(shape, 0.3), (2, *shape), 17)
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.elem_type = TensorProto.DOUBLE
+    lowered = unroll(model, "scan")
+    assert any(n.op_type == "Scan" for n in lowered.graph.node)
+    x = np.random.default_rng(0).normal(0.3, 1.0, size=(T * 5, *shape))
+    y, v = run_ort(lowered, {"X": x})
+    y_loop, v_loop = if_neuron.if_forward(x, np.float64(0.7), np.full(shape, 0.3), T)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, y_loop)
+    np.testing.assert_array_equal(v, v_loop)
+
+
 def test_constant_current_gives_rounded_quantisation():
     """v(0) = theta/2 and constant z: rate = theta/T * clip(floor(T z / theta + 1/2), 0, T)."""
     T, theta = 8, np.float32(1.0)

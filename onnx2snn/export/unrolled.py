@@ -49,14 +49,15 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
     opset = next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx"))
     body = if_neuron.make_function(T, opset)
     shapes, constants = _shapes(out), _constant_currents(out.graph, T)
+    types = {i.name: i.data_type for i in out.graph.initializer}
     nodes = []
     for node in out.graph.node:
         if node.domain != if_neuron.DOMAIN or node.op_type != if_neuron.OP_TYPE:
             nodes.append(node)
             continue
         constant = constants.get(node.input[0])
-        if T > 1 and _use_scan(form, shapes.get(node.input[0])):
-            elem_type = shapes.get(node.input[0], (None, onnx.TensorProto.FLOAT))[1]
+        elem_type = types.get(node.input[1])  # the threshold's: CastLike's target, as a Cast
+        if T > 1 and elem_type and _use_scan(form, shapes.get(node.input[0])):
             nodes += _scan(node, T, opset, elem_type, constant)
         else:
             nodes += _expand(node, body, constant)
@@ -103,20 +104,19 @@ def _constant_currents(graph: onnx.GraphProto, T: int) -> dict[str, str]:
     return found
 
 
-def _use_scan(form: str, shape_type) -> bool:
+def _use_scan(form: str, dims) -> bool:
     if form != "auto":
         return form == "scan"
-    dims = shape_type[0] if shape_type else None
     return dims is not None and all(d > 0 for d in dims[1:]) and int(np.prod(dims[1:])) >= SCAN_MIN_NEURONS
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
-    """{tensor: (dims or None, element type)} from the model's value infos (0 = unknown dim)."""
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int] | None]:
+    """{tensor: dims or None} from the model's value infos (0 = unknown dim)."""
     found = {}
     for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
         t = v.type.tensor_type
         dims = [d.dim_value for d in t.shape.dim] if t.HasField("shape") else None
-        found[v.name] = (dims, t.elem_type or onnx.TensorProto.FLOAT)
+        found[v.name] = dims
     return found
 
 
