@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +62,8 @@ import onnx2snn  # noqa: E402
 from onnx2snn.export import unroll  # noqa: E402
 from onnx2snn.runtime import make_session  # noqa: E402
 from onnx2snn.stepwise import StepwiseSNN  # noqa: E402
+
+import bench_memory  # noqa: E402
 
 SHIPPED = ("digits_cnn", "mnist_cnn", "fashion_cnn", "digits_resnet", "digits_mlp")
 
@@ -169,12 +169,15 @@ def runners(name: str, built, T: int, B: int, threads: int, sj_net):
     return out
 
 
-def stock_session(model, threads: int):
-    """A plain onnxruntime session for the file as written (no onnx2snn lowering)."""
+def stock_session(model, threads: int, profile: str | None = None):
+    """A plain onnxruntime session for ``model`` as written (no onnx2snn lowering), optionally
+    writing onnxruntime's profile to files starting with ``profile``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    if profile:
+        options.enable_profiling, options.profile_file_prefix = True, profile
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -229,15 +232,10 @@ def profile(name: str, B: int, T: int, threads: int) -> dict[str, float]:
     ms per op type; a Scan's time includes its body's ops, listed as "in Scan: <op>"."""
     import collections
 
-    import onnxruntime as ort
     with tempfile.TemporaryDirectory() as tmp:
         built = build(name, Path(tmp))
         ann, _, _, snn, _ = convert(built[0], built[1], T, threads)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.enable_profiling = threads, True
-        options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(unroll(snn, "auto").SerializeToString(), options,
-                                       providers=["CPUExecutionProvider"])
+        session = stock_session(unroll(snn, "auto"), threads, profile=str(Path(tmp) / "profile"))
         x = {ann.graph.input[0].name: built[1]["x"][:B].astype(np.float32)}
         for _ in range(4):
             session.run(None, x)
@@ -248,46 +246,6 @@ def profile(name: str, B: int, T: int, threads: int) -> dict[str, float]:
             inside = "/step/" in e["name"]  # a Scan body's op (names from export/unrolled.py)
             per_op[("  in Scan: " if inside else "") + e["args"]["op_name"]] += e["dur"] / 4 / 1000  # 4 runs, us -> ms
     return dict(per_op.most_common())
-
-
-def child(kind: str, name: str, B: int, T: int, threads: int, samples: int) -> dict:
-    """Run one thing in this (child) process and return its peak RSS in MiB."""
-    with tempfile.TemporaryDirectory() as tmp:
-        built = build(name, Path(tmp))
-        if kind == "calib":
-            rng = np.random.default_rng(2)
-            x = rng.uniform(0, 1, (samples, 3, 32, 32)).astype(np.float32)
-            start = time.perf_counter()
-            onnx2snn.convert(built[0], {"x": x}, onnx2snn.Config(T=T, threads=threads))
-            return {"samples": samples, "data_mib": x.nbytes / 2**20, "peak_rss_mib": _peak(),
-                    "seconds": time.perf_counter() - start}
-        import torch
-        torch.set_num_threads(threads)
-        sj_net = spikingjelly_net(built[2], built[1]) if kind == "sj" else None
-        if kind == "sj" and sj_net is None:
-            return {"kind": kind, "peak_rss_mib": None}
-        before = _peak()
-        fns = runners(name, built, T, B, threads, sj_net)
-        key = {"ours": "ours", "ann": "ann_TB", "sj": "sj"}[kind]
-        for _ in range(3):
-            fns[key]()
-        return {"kind": kind, "peak_rss_mib": _peak(), "before_mib": before}
-
-
-def _peak() -> float:
-    """Peak resident memory of this process in MiB: VmHWM (ru_maxrss survives exec on Linux, so a
-    child would report its parent's peak)."""
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def spawn(*args) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], capture_output=True,
-                         text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -302,12 +260,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--profile", nargs="?", const="64,16", metavar="B,T",
                    help="only print the op-type profile of our SNN (first model; default B = 64, T = 16)")
-    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.child:
-        kind, name, B, T, threads, samples = args.child
-        print(json.dumps(child(kind, name, int(B), int(T), int(threads), int(samples))))
-        return
     if args.profile:
         B, T = (int(v) for v in args.profile.split(","))
         ops = profile(args.models[0], B, T, args.threads)
@@ -319,13 +272,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = bench(args.models, args.B, args.T, args.repeats, args.threads)
     head = args.models[0]
-    memory = {} if args.no_memory else {k: spawn(k, head, 64, 16, args.threads, 0) for k in ("ours", "ann", "sj")}
-    calib_mem = [spawn("calib", "vgg32", 64, 16, args.threads, n) for n in args.calib_memory]
-    for k, v in memory.items():
-        print(f"peak RSS {k:5s} ({head}, B=64, T=16): {v['peak_rss_mib']} MiB", file=sys.stderr)
-    for c in calib_mem:
-        print(f"calibration of vgg32 on {c['samples']} samples: peak RSS {c['peak_rss_mib']:.0f} MiB "
-              f"(data itself {c['data_mib']:.0f} MiB), {c['seconds']:.1f} s", file=sys.stderr)
+    memory, calib_mem = bench_memory.measure(head, args.threads, not args.no_memory, args.calib_memory)
     pick = lambda B: next((r for r in rows if r["model"] == head and r["B"] == B and r["T"] == 16), None)  # noqa: E731
     r64, r1 = pick(64), pick(1)
     result = {"rows": rows, "memory": memory, "calib_memory": calib_mem, "threads": args.threads,
