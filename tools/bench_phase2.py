@@ -7,6 +7,10 @@ For each model and T, measured side by side in one process: the median time of p
 network-level check ``guard.check_phase2``: one phase-1 SNN run on the search samples) and the
 median time of running the phase-1 SNN over the same calibration data (``runtime.run``), both with
 the same batch size and threads. The target is ratio <= 3.
+
+``--profile`` instead runs phase 2 + check once per model and T under cProfile and prints the
+seconds spent in its parts (targets, search currents, search, measure, commit, segment runs,
+spike-cache unpacking, check).
 """
 
 from __future__ import annotations
@@ -57,6 +61,34 @@ def bench(name: str, T: int, repeats: int, threads: int | None) -> dict:
             "phase2_s": round(calibration, 3), "ratio": round(calibration / evaluation, 2)}
 
 
+PARTS = {"ANN targets": "ann_targets", "search currents": "_search_currents", "search": "_search",
+         "measure E[rate]": "_mean_rate", "commit": "_commit", "segment runs": "run_cached",
+         "spike cache unpack": "get", "network check": "check_phase2"}
+
+
+def profile(name: str, T: int, threads: int | None) -> dict:
+    """Seconds (cumulative, cProfile) of phase 2's parts; parts overlap (segment runs happen inside
+    search, measure and commit)."""
+    import cProfile
+    import pstats
+
+    path = ROOT / "models" / f"{name}.onnx"
+    ann = load.normalize(load.load_model(path))
+    plan, config = make_plan(ann), Config(T=T, threads=threads)
+    calib = load_npz(path.with_suffix(".calib.npz"), ann)
+    params = phase1(plan, collect(ann, plan, calib, config), config)
+    check_phase2(ann, plan, params, phase2(ann, plan, params, calib, config), calib, config)  # warm-up
+    prof = cProfile.Profile()
+    prof.enable()
+    check_phase2(ann, plan, params, phase2(ann, plan, params, calib, config), calib, config)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(v[2] for v in stats.values())  # tottime over every function = the whole run
+    cum = {part: sum(v[3] for (f, _, fn), v in stats.items() if fn == func and "onnx2snn" in f)
+           for part, func in PARTS.items()}
+    return {"model": name, "T": T, "total_s": round(total, 3), **{k: round(v, 3) for k, v in cum.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["digits_cnn", "digits_resnet", "mnist_cnn", "fashion_cnn"])
@@ -64,7 +96,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print where phase 2's time goes instead")
     args = parser.parse_args()
+    if args.profile:
+        for m in args.models:
+            for T in args.T:
+                print(json.dumps(profile(m, T, args.threads)))
+        return
     rows = [bench(m, T, args.repeats, args.threads) for m in args.models for T in args.T]
     print(f"{'model':<14} {'T':>3} {'calib':>6} {'SNN eval s':>10} {'phase 2 s':>10} {'ratio':>6}")
     for r in rows:
