@@ -53,6 +53,7 @@ def test_auto_form_scans_the_large_layers_with_identical_output():
     assert any(n.op_type == "Tile" for n in snn.graph.node)  # the first layer's constant current
     for form in ("steps", "scan", "auto"):
         lowered = unroll(snn, form)
+        onnx.checker.check_model(lowered, full_check=True)
         assert not any(n.op_type == "Tile" for n in lowered.graph.node)  # read at every step instead
         out = ort.InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
         np.testing.assert_array_equal(out, stock)
