@@ -124,10 +124,11 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def sample_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Shape of one sample (batch axis dropped) of every tensor that :func:`infer_shapes` types;
-    unknown dimensions are 0. Initializers are not included."""
-    g = infer_shapes(model).graph
+def sample_shapes(model: onnx.ModelProto, infer: bool = True) -> dict[str, tuple[int, ...]]:
+    """Shape of one sample (batch axis dropped) of every tensor that :func:`infer_shapes` types
+    (``infer=False``: that the model's value infos already type); unknown dimensions are 0.
+    Initializers are not included."""
+    g = (infer_shapes(model) if infer else model).graph
     return {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim[1:])
             for v in list(g.value_info) + list(g.input) + list(g.output)}
 

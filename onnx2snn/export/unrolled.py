@@ -28,12 +28,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .. import load
 from ..ops import if_neuron
 
 FORMS = ("steps", "scan", "auto")
 # Neurons per sample from which a layer runs as a Scan under "auto": on 2 cores, Scan was slower
 # on the 1-2k neuron digits layers at B = 1 and faster from the 6k-32k neuron layers of the 28x28
-# and 32x32 nets on (tools/bench_runtime.py --forms, table in models/README.md).
+# and 32x32 nets on (columns steps / scan of tools/bench_runtime.py, table in models/README.md).
 SCAN_MIN_NEURONS = 4096
 
 
@@ -48,7 +49,7 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
         return out
     opset = next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx"))
     body = if_neuron.make_function(T, opset)
-    shapes, constants = _shapes(out), _constant_currents(out.graph, T)
+    shapes, constants = load.sample_shapes(out, infer=False), _constant_currents(out.graph, T)
     types = {i.name: i.data_type for i in out.graph.initializer}
     nodes = []
     for node in out.graph.node:
@@ -104,20 +105,11 @@ def _constant_currents(graph: onnx.GraphProto, T: int) -> dict[str, str]:
     return found
 
 
-def _use_scan(form: str, dims) -> bool:
+def _use_scan(form: str, sample_shape: tuple[int, ...] | None) -> bool:
     if form != "auto":
         return form == "scan"
-    return dims is not None and all(d > 0 for d in dims[1:]) and int(np.prod(dims[1:])) >= SCAN_MIN_NEURONS
-
-
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int] | None]:
-    """{tensor: dims or None} from the model's value infos (0 = unknown dim)."""
-    found = {}
-    for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        t = v.type.tensor_type
-        dims = [d.dim_value for d in t.shape.dim] if t.HasField("shape") else None
-        found[v.name] = dims
-    return found
+    known = bool(sample_shape) and all(d > 0 for d in sample_shape)
+    return known and int(np.prod(sample_shape)) >= SCAN_MIN_NEURONS
 
 
 def _expand(node: onnx.NodeProto, body: onnx.FunctionProto, constant: str | None = None) -> list[onnx.NodeProto]:
@@ -182,7 +174,7 @@ def _step_graph(p: str, threshold: str, opset: int, elem_type: int, constant: st
     x = constant or local("x")
     nodes = if_neuron.step_nodes("", local("v"), x, opset, threshold=threshold)
     for i, inner in enumerate(nodes):
-        if inner.op_type == "CastLike":  # the threshold's type is known here: a plain Cast
+        if inner.op_type == "CastLike":  # type known here; a Cast keeps our name in profiles
             nodes[i] = inner = helper.make_node("Cast", inner.input[:1], inner.output, name=inner.name, to=elem_type)
         inner.name = local(inner.name)
         inner.input[:] = [i if i in (threshold, local("v"), x) else local(i) for i in inner.input]

@@ -110,8 +110,8 @@ def step_nodes(t, v_prev: str, x: str, opset: int, threshold: str = "threshold")
         u{t} = v_prev + x ; f{t} = u{t} >= theta ; c{t} = f{t} as theta's type ;
         s{t} = c{t} * theta (the spike: exactly theta or 0) ; m{t} = u{t} - s{t} (the new potential)
 
-    ``Mul(Cast(...), theta)`` rather than ``Where(f, theta, 0)``: faster in onnxruntime with a
-    broadcast threshold (``tools/bench_runtime.py --profile`` shows where the time goes)."""
+    ``Mul(Cast(...), theta)`` rather than ``Where(f, theta, 0)``: onnxruntime's ``Where`` was the
+    slower of the two with a broadcast threshold in every run I tried (ad hoc, not kept)."""
     return [
         helper.make_node("Add", [v_prev, x], [f"u{t}"], name=f"integrate{t}"),
         helper.make_node("GreaterOrEqual", [f"u{t}", threshold], [f"f{t}"], name=f"fire{t}"),
