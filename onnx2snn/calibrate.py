@@ -6,20 +6,21 @@ cached, with a_l the ANN activation and r_l = theta * (spike count) / T the SNN 
 1. **Search** (the search set of :mod:`.targets`: up to 256 samples or a tenth, up to 2,048 neurons):
    threshold theta = f * theta_1 and v(0) = alpha * theta minimising sum (r_l - a_l)^2 over a grid
    of f, then of alpha (per layer, or per channel).
-2. **Measure**: E[r] per neuron with the searched parameters on all phase-2 samples (spike counts
-   only, computed inside onnxruntime).
+2. **Measure**: E[r] per neuron with the searched parameters on all phase-2 samples; their spikes
+   are cached (kept as the layer's if step 3 is rejected).
 3. **Correction**: per-channel bias current ``b_c = E_c[a] - E_c[r]`` added at every step, and
    per-neuron potential ``v0 += T * (E[a] - E[r] - b_c)`` for what the channel bias leaves
    (Li et al. 2021), kept only if it lowers the error on the search set.
-4. **Commit**: the layer's spikes with the final parameters are cached (bit-packed) as later
-   layers' input.
+4. **Commit**: if the correction is kept, the layer's spikes with the corrected parameters replace
+   the cached ones (bit-packed) as later layers' input.
 
 Because each layer is fitted to the spikes it will really receive, errors of earlier layers are
 compensated instead of accumulated. No gradients, no change of the user's weights. Each layer's
 segment computes its currents once and they are kept while they fit in ``CURRENT_CACHE_BYTES``;
 beyond that they are recomputed for each pass (search prefix, measure, commit). Cost per layer:
-about one segment run, two IF simulations of the calibration set (:mod:`.if_kernel`) and the
-search (14 IF simulations of the search set; phase 1's and the searched errors come from the grid).
+about one segment run, one IF simulation of the calibration set (:mod:`.if_kernel`) plus one more
+if the correction is kept, and the search (14 IF simulations of the search set; phase 1's and the
+searched errors come from the grid).
 At the end the network's output on the search set is read from the cached spikes, for the
 network-level check (:mod:`.guard`). Phase 2 uses the first ``config.phase2_samples`` samples.
 """
@@ -160,11 +161,12 @@ class _LayerFitter:
         correction only if it lowers the error on the search set."""
         search = self._search_currents()
         searched, sse1, sse_s = self._search(search, p1)
-        corrected = self._corrected(searched, self._mean_rate(searched))
+        corrected = self._corrected(searched, self._measure(name, searched))
         sse_c = self._sse(search, corrected)
         better = sse_c < sse_s * (1 - 1e-9)  # by more than float64 summation order
         final = corrected if better else searched
-        self._commit(name, final)
+        if better:  # else the spikes cached by the measure pass are the layer's
+            self._commit(name, final)
         self._kept.clear()
         size = self.target.sample.size
         return final, LayerFit(self.target.name, sse1 / size, sse_s / size, (sse_c if better else sse_s) / size,
@@ -242,13 +244,16 @@ class _LayerFitter:
         return LayerParams(p.threshold, v0.astype(np.float32), "phase 2 (search + bias + potential)",
                            bias=bias.astype(np.float32))
 
-    def _mean_rate(self, p: LayerParams) -> np.ndarray:
-        """E[r] per neuron over all calibration samples with parameters ``p`` (counts only: the
-        spike trains stay inside onnxruntime)."""
+    def _measure(self, name: str, p: LayerParams) -> np.ndarray:
+        """E[r] per neuron over all calibration samples with parameters ``p``; the spikes are
+        cached as the layer's (``_commit`` replaces them if the correction is kept)."""
         total, n = np.zeros(self.target.shape, np.float64), 0
-        for _, current in self.currents():
-            total += self._simulate(current, p)[0].sum(axis=0)
+        theta = np.asarray(p.threshold, np.float32)
+        for b, current in self.currents():
+            count, fired = self._simulate(current, p, keep=True)
+            total += count.sum(axis=0)
             n += current.shape[1]
+            self.cache.put(name, b, fired, theta.astype(current.dtype))
         return total / n * (np.asarray(p.threshold, np.float64) / self.T)
 
     def _commit(self, name: str, p: LayerParams) -> None:

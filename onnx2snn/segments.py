@@ -86,6 +86,7 @@ class SpikeCache:
     def __init__(self):
         self._data: dict[str, dict[int, tuple[np.ndarray, tuple, np.dtype]]] = {}
         self._theta: dict[str, np.ndarray] = {}
+        self._out: dict[str, np.ndarray] = {}
 
     def put(self, name: str, batch: int, spikes: np.ndarray, theta: np.ndarray) -> None:
         """Store ``spikes`` ([T*B, ...]; booleans, or values in {0, theta} of theta's dtype)."""
@@ -94,13 +95,19 @@ class SpikeCache:
         self._data.setdefault(name, {})[batch] = (np.packbits(fired.ravel()), spikes.shape, self._theta[name].dtype)
 
     def get(self, name: str, batch: int) -> np.ndarray:
+        """The spike train theta * bit; valid until the next ``get`` of ``name`` (which reuses the
+        array: a fresh one per call costs more in page faults than the unpacking itself)."""
         bits, shape, dtype = self._data[name][batch]
-        fired = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape)
-        return np.multiply(fired, self._theta[name], dtype=dtype)
+        out = self._out.get(name)
+        if out is None or out.shape != shape or out.dtype != dtype:
+            out = self._out[name] = np.empty(shape, dtype)
+        np.copyto(out, np.unpackbits(bits, count=out.size).reshape(shape))
+        return np.multiply(out, self._theta[name], out=out)
 
     def drop(self, name: str) -> None:
         self._data.pop(name, None)
         self._theta.pop(name, None)
+        self._out.pop(name, None)
 
     def __contains__(self, name: str) -> bool:
         return name in self._data

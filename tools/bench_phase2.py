@@ -62,7 +62,7 @@ def bench(name: str, T: int, repeats: int, threads: int | None) -> dict:
 
 
 PARTS = {"ANN targets": "ann_targets", "search currents": "_search_currents", "search": "_search",
-         "measure E[rate]": "_mean_rate", "commit": "_commit", "segment runs": "run_cached",
+         "measure E[rate]": "_measure", "commit": "_commit", "segment runs": "run_cached",
          "spike cache unpack": "get", "network check": "check_phase2"}
 
 
