@@ -1,0 +1,110 @@
+"""How close to the dense floor can an SNN get in onnxruntime when its IF op is not fused into the convolution?
+
+    python tools/bench_bound.py [--models vgg32] [--B 1 64] [--T 16] [--repeats 7] [--threads 2] [--json]
+
+An IF layer must at least read each step's current and write its spikes: one elementwise pass over
+the layer's tensor that onnxruntime cannot fuse into the convolution before it (it fuses ReLU into
+its NCHWc convolutions, not a recurrence over time steps), and around any op outside its NCHWc set
+-- every standard op an IF lowering needs, and any custom op -- onnxruntime converts the tensor
+from its blocked NCHWc layout and back (ReorderOutput / ReorderInput). The cheapest such op that
+leaves the ANN's values unchanged is ``Abs`` after each ReLU (its profile shows the same reorders
+as the SNN's). So this tool runs, side by side in one process (``bench_runtime.measure``: blocks per
+column, two rounds):
+
+  ours       the converted SNN as onnx2snn runs it (``make_session``), on a batch of B
+  floor      T x (ANN on B)                   -- the issue's dense floor
+  ann_TB     the ANN on T*B                   -- what time-batching gives the linear ops
+  ann_TB+1   the ANN on T*B with one Abs after every ReLU: a lower bound for ours with any IF
+             op not fused into the convolution (standard ops or a custom one)
+  ann_TB+5   the same with five Abs: the memory traffic of one IF step written as five
+             elementwise ops (what the IFNeuron body does per step; ours does it T times on
+             B-sized slices instead of once on T*B)
+
+all in onnx2snn sessions (``make_session``, as ``tools/bench_runtime.py`` runs its ANN columns),
+and prints each over the floor, and ann_TB+1 over ann_TB (steadier: the floor, T calls on B, varies
+more between runs than one call on T*B). Lines on stderr; ``--json``: one object on the last line
+of stdout. Needs torch for ``vgg32`` (as ``tools/bench_runtime.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_runtime import build, convert, measure  # noqa: E402
+from onnx2snn.runtime import make_session  # noqa: E402
+
+
+def with_abs(ann: onnx.ModelProto, k: int) -> onnx.ModelProto:
+    """``ann`` with ``k`` Abs nodes after every Relu (values unchanged: Abs(ReLU(z)) = ReLU(z))."""
+    model = onnx.ModelProto()
+    model.CopyFrom(ann)
+    nodes = []
+    for node in model.graph.node:
+        nodes.append(node)
+        if node.op_type != "Relu" or k == 0:
+            continue
+        out = node.output[0]
+        names = [f"{out}/relu"] + [f"{out}/abs{i}" for i in range(k - 1)] + [out]
+        node.output[0] = names[0]
+        nodes += [helper.make_node("Abs", [a], [b], name=f"{b}/node") for a, b in zip(names, names[1:])]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+def row(name: str, built, B: int, T: int, repeats: int, threads: int) -> dict:
+    """Median seconds of every column for one model, B and T, and their ratios to the floor."""
+    path, calib, _ = built
+    ann, _, _, snn, config = convert(path, calib, T, threads)
+    x = calib["x"][np.random.default_rng(1).integers(0, len(calib["x"]), B)].astype(np.float32)
+    xin = ann.graph.input[0].name
+    ours = make_session(snn, config)
+    plain, one, five = (make_session(with_abs(ann, k), config) for k in (0, 1, 5))
+    x_tb = np.concatenate([x] * T)
+    t = measure({"ours": lambda: ours.run(None, {xin: x}),
+                 "ann_B": lambda: plain.run(None, {xin: x}),
+                 "ann_TB": lambda: plain.run(None, {xin: x_tb}),
+                 "ann_TB+1": lambda: one.run(None, {xin: x_tb}),
+                 "ann_TB+5": lambda: five.run(None, {xin: x_tb})}, repeats * (5 if B == 1 else 1))
+    floor = T * t.pop("ann_B")
+    out = {"model": name, "B": B, "T": T, "floor_ms": round(1e3 * floor, 2)}
+    for column, seconds in t.items():
+        out[f"{column}_ms"] = round(1e3 * seconds, 2)
+        out[f"{column}/floor"] = round(seconds / floor, 2)
+    out["ann_TB+1/ann_TB"] = round(t["ann_TB+1"] / t["ann_TB"], 2)  # needs no floor: steadier
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["vgg32"])
+    p.add_argument("--B", nargs="+", type=int, default=[1, 64])
+    p.add_argument("--T", nargs="+", type=int, default=[16])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            built = build(name, Path(tmp))
+            for B in args.B:
+                for T in args.T:
+                    rows.append(row(name, built, B, T, args.repeats, args.threads))
+                    print("  ".join(f"{k} {v}" for k, v in rows[-1].items()), file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps({"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
