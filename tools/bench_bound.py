@@ -23,7 +23,8 @@ column, two rounds):
 all in onnx2snn sessions (``make_session``, as ``tools/bench_runtime.py`` runs its ANN columns),
 and prints each over the floor, and ann_TB+1 over ann_TB (steadier: the floor, T calls on B, varies
 more between runs than one call on T*B). Lines on stderr; ``--json``: one object on the last line
-of stdout. Needs torch for ``vgg32`` (as ``tools/bench_runtime.py``).
+of stdout. ``--profile``: onnxruntime's per-op-type profile of ann_TB+1 instead (B = 64). Needs
+torch for ``vgg32`` (as ``tools/bench_runtime.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from onnx import helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_runtime import build, convert, measure  # noqa: E402
+from bench_runtime import build, convert, measure, op_profile  # noqa: E402
 from onnx2snn.runtime import make_session  # noqa: E402
 
 
@@ -93,7 +94,17 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="only print onnxruntime's op profile of ann_TB+1 (first model, B = 64, first T)")
     args = p.parse_args()
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            path, calib, _ = build(args.models[0], Path(tmp))
+            ann = onnx.load(str(path))
+            x = np.concatenate([calib["x"][:64].astype(np.float32)] * args.T[0])
+            for op, ms in op_profile(with_abs(ann, 1), {ann.graph.input[0].name: x}, args.threads).items():
+                print(f"{op:16s} {ms:8.1f} ms")
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:

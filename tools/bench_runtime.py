@@ -228,17 +228,23 @@ def _line(r: dict) -> str:
 
 
 def profile(name: str, B: int, T: int, threads: int) -> dict[str, float]:
-    """onnxruntime's own profile of our SNN as ``make_session`` runs it (one warm-up, 3 runs): mean
-    ms per op type; a Scan's time includes its body's ops, listed as "in Scan: <op>"."""
-    import collections
-
+    """onnxruntime's own profile of our SNN as ``make_session`` runs it (see :func:`op_profile`)."""
     with tempfile.TemporaryDirectory() as tmp:
         built = build(name, Path(tmp))
         ann, _, _, snn, _ = convert(built[0], built[1], T, threads)
-        session = stock_session(unroll(snn, "auto"), threads, profile=str(Path(tmp) / "profile"))
         x = {ann.graph.input[0].name: built[1]["x"][:B].astype(np.float32)}
+        return op_profile(unroll(snn, "auto"), x, threads)
+
+
+def op_profile(model, feeds: dict, threads: int) -> dict[str, float]:
+    """Mean ms per op type of ``model`` over 4 runs (the first included) in onnxruntime's profile;
+    a Scan's time includes its body's ops, listed as "in Scan: <op>"."""
+    import collections
+
+    with tempfile.TemporaryDirectory() as tmp:
+        session = stock_session(model, threads, profile=str(Path(tmp) / "profile"))
         for _ in range(4):
-            session.run(None, x)
+            session.run(None, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())
     per_op = collections.Counter()
     for e in events:
