@@ -58,7 +58,7 @@ def test_auto_form_scans_the_large_layers_with_identical_output():
         out = ort.InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
         np.testing.assert_array_equal(out, stock)
     np.testing.assert_array_equal(make_session(snn, onnx2snn.Config(T=4)).run(None, feed)[0], stock)
-    with pytest.raises(ValueError, match="loop form"):
+    with pytest.raises(onnx2snn.errors.ConfigError, match="loop form"):
         unroll(snn, "loop")
 
 

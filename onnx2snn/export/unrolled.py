@@ -29,6 +29,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .. import load
+from ..errors import ConfigError
 from ..ops import if_neuron
 
 FORMS = ("steps", "scan", "auto")
@@ -41,7 +42,7 @@ SCAN_MIN_NEURONS = 4096
 def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
     """A copy of the converted model ``snn`` in standard ONNX ops only, its IF loops in ``form``."""
     if form not in FORMS:
-        raise ValueError(f"unknown loop form {form!r}; expected one of {', '.join(FORMS)}")
+        raise ConfigError(f"unknown loop form {form!r} (--unroll); expected one of {', '.join(FORMS)}")
     T = if_neuron.time_steps(snn)
     out = onnx.ModelProto()
     out.CopyFrom(snn)
