@@ -30,6 +30,22 @@ def test_spike_cache_round_trip_is_exact():
     assert "s" not in cache
 
 
+def test_spike_cache_get_is_exact_for_every_batch_and_name():
+    """``get`` unpacks into one array per name: each call returns that batch's spikes, and a get
+    of another name leaves it alone."""
+    rng = np.random.default_rng(1)
+    theta = np.float32(0.75)
+    trains = {(n, b): ((rng.random((6, 4)) > 0.5) * theta).astype(np.float32) for n in "ab" for b in (0, 1)}
+    cache = SpikeCache()
+    for (name, batch), spikes in trains.items():
+        cache.put(name, batch, spikes, theta)
+    a0 = cache.get("a", 0)
+    np.testing.assert_array_equal(a0, trains["a", 0])
+    np.testing.assert_array_equal(cache.get("b", 1), trains["b", 1])
+    np.testing.assert_array_equal(a0, trains["a", 0])  # another name: untouched
+    np.testing.assert_array_equal(cache.get("a", 1), trains["a", 1])
+
+
 def test_segment_reproduces_the_full_models_current():
     ann = load.normalize(cnn())
     plan = make_plan(ann)
