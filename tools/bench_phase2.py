@@ -6,7 +6,9 @@ For each model and T, measured side by side in one process: the median time of p
 (``calibrate.phase2``: ANN targets, per-layer segments, search, corrections, spike cache; plus its
 network-level check ``guard.check_phase2``: one phase-1 SNN run on the search samples) and the
 median time of running the phase-1 SNN over the same calibration data (``runtime.run``), both with
-the same batch size and threads. The target is ratio <= 3.
+the same batch size and threads. The target is ratio <= 3. Models: the shipped ones, and ``vgg32``
+(the VGG-like 3x32x32 net of ``tools/bench_runtime.py``, random weights, 512 random samples; needs
+torch), the largest net here, on exactly as many samples as phase 2 reads.
 
 ``--profile`` instead runs phase 2 + check once per model and T under cProfile and prints the
 seconds spent in its parts (targets, search currents, search, measure, commit, segment runs,
@@ -19,6 +21,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from onnx2snn import Config, load  # noqa: E402
 from onnx2snn.calibrate import phase2  # noqa: E402
 from onnx2snn.guard import check_phase2  # noqa: E402
-from onnx2snn.data import load_npz  # noqa: E402
+from onnx2snn.data import from_arrays, load_npz  # noqa: E402
 from onnx2snn.plan import make_plan  # noqa: E402
 from onnx2snn.rewrite import to_snn  # noqa: E402
 from onnx2snn.runtime import run  # noqa: E402
@@ -45,12 +48,27 @@ def timed(fn, repeats):
     return statistics.median(times)
 
 
+def model_and_data(name: str, folder: str):
+    """(normalised ANN, calibration Dataset): a shipped model, or ``vgg32`` (``bench_runtime``'s
+    VGG-like 3x32x32 net, torch needed) with 512 uniform random samples -- as many as phase 2 reads."""
+    if name != "vgg32":
+        path = ROOT / "models" / f"{name}.onnx"
+        ann = load.normalize(load.load_model(path))
+        return ann, load_npz(path.with_suffix(".calib.npz"), ann)
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_runtime import build
+    import numpy as np
+
+    ann = load.normalize(load.load_model(build(name, Path(folder))[0]))
+    x = np.random.default_rng(0).uniform(0, 1, (512, 3, 32, 32)).astype(np.float32)
+    return ann, from_arrays({ann.graph.input[0].name: x}, ann)
+
+
 def bench(name: str, T: int, repeats: int, threads: int | None) -> dict:
-    path = ROOT / "models" / f"{name}.onnx"
-    ann = load.normalize(load.load_model(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        ann, calib = model_and_data(name, tmp)
     plan = make_plan(ann)
     config = Config(T=T, threads=threads)
-    calib = load_npz(path.with_suffix(".calib.npz"), ann)
     params = phase1(plan, collect(ann, plan, calib, config), config)
     snn = to_snn(ann, plan, params, T)
     evaluation = timed(lambda: run(snn, calib, config), repeats)
@@ -72,10 +90,9 @@ def profile(name: str, T: int, threads: int | None) -> dict:
     import cProfile
     import pstats
 
-    path = ROOT / "models" / f"{name}.onnx"
-    ann = load.normalize(load.load_model(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        ann, calib = model_and_data(name, tmp)
     plan, config = make_plan(ann), Config(T=T, threads=threads)
-    calib = load_npz(path.with_suffix(".calib.npz"), ann)
     params = phase1(plan, collect(ann, plan, calib, config), config)
     check_phase2(ann, plan, params, phase2(ann, plan, params, calib, config), calib, config)  # warm-up
     prof = cProfile.Profile()
