@@ -10,6 +10,9 @@ the same batch size and threads. The target is ratio <= 3. Models: the shipped o
 (the VGG-like 3x32x32 net of ``tools/bench_runtime.py``, random weights, 512 random samples; needs
 torch), the largest net here, on exactly as many samples as phase 2 reads.
 
+``--no-search`` leaves one candidate in each grid (threshold scale 1, alpha 0.5): phase 2 minus
+its search -- not a method onnx2snn offers, a floor for what any search costs on top.
+
 ``--profile`` instead runs phase 2 + check once per model and T under cProfile and prints the
 seconds spent in its parts (targets, search currents, search, measure, commit, segment runs,
 spike-cache unpacking, check).
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from onnx2snn import Config, load  # noqa: E402
+from onnx2snn import calibrate  # noqa: E402
 from onnx2snn.calibrate import phase2  # noqa: E402
 from onnx2snn.guard import check_phase2  # noqa: E402
 from onnx2snn.data import from_arrays, load_npz  # noqa: E402
@@ -114,7 +118,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print where phase 2's time goes instead")
+    parser.add_argument("--no-search", action="store_true",
+                        help="one candidate each for the threshold and v(0) search (a floor for any search)")
     args = parser.parse_args()
+    if args.no_search:
+        calibrate.SCALES, calibrate.ALPHAS = (1.0,), (0.5,)
     if args.profile:
         for m in args.models:
             for T in args.T:
