@@ -247,6 +247,15 @@ class _LayerFitter:
     def _measure(self, name: str, p: LayerParams) -> np.ndarray:
         """E[r] per neuron over all calibration samples with parameters ``p``; the spikes are
         cached as the layer's (``_commit`` replaces them if the correction is kept)."""
+        return self._cache_spikes(name, p) * (np.asarray(p.threshold, np.float64) / self.T)
+
+    def _commit(self, name: str, p: LayerParams) -> None:
+        """Cache the layer's spikes with ``p`` as later layers' input, replacing the measured ones."""
+        self._cache_spikes(name, p)
+
+    def _cache_spikes(self, name: str, p: LayerParams) -> np.ndarray:
+        """Simulate the layer with ``p`` on every calibration batch, cache its spikes (bit-packed)
+        and return the mean spike count per neuron."""
         total, n = np.zeros(self.target.shape, np.float64), 0
         theta = np.asarray(p.threshold, np.float32)
         for b, current in self.currents():
@@ -254,11 +263,4 @@ class _LayerFitter:
             total += count.sum(axis=0)
             n += current.shape[1]
             self.cache.put(name, b, fired, theta.astype(current.dtype))
-        return total / n * (np.asarray(p.threshold, np.float64) / self.T)
-
-    def _commit(self, name: str, p: LayerParams) -> None:
-        """Cache the layer's spikes with ``p`` (bit-packed) as later layers' input."""
-        theta = np.asarray(p.threshold, np.float32)
-        for b, current in self.currents():
-            fired = self._simulate(current, p, keep=True)[1]
-            self.cache.put(name, b, fired, theta.astype(current.dtype))
+        return total / n
