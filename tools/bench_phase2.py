@@ -30,9 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
-from onnx2snn import Config, load  # noqa: E402
-from onnx2snn import calibrate  # noqa: E402
+import numpy as np  # noqa: E402
+
+from onnx2snn import Config, calibrate, load  # noqa: E402
 from onnx2snn.calibrate import phase2  # noqa: E402
 from onnx2snn.guard import check_phase2  # noqa: E402
 from onnx2snn.data import from_arrays, load_npz  # noqa: E402
@@ -59,9 +61,7 @@ def model_and_data(name: str, folder: str):
         path = ROOT / "models" / f"{name}.onnx"
         ann = load.normalize(load.load_model(path))
         return ann, load_npz(path.with_suffix(".calib.npz"), ann)
-    sys.path.insert(0, str(ROOT / "tools"))
-    from bench_runtime import build
-    import numpy as np
+    from bench_runtime import build  # torch, only for vgg32
 
     ann = load.normalize(load.load_model(build(name, Path(folder))[0]))
     x = np.random.default_rng(0).uniform(0, 1, (512, 3, 32, 32)).astype(np.float32)
