@@ -33,6 +33,12 @@ def test_firing_rate_counts_spikes_exactly():
     assert ev.firing_rates[result.plan.layers[0].name] == pytest.approx(float((spikes > 0).mean()))
 
 
+def test_a_model_without_if_neurons_compares_like_any_other():
+    model, x = mlp(), inputs((8,), n=20)
+    ev = evaluate(model, model, from_arrays({"x": x}, model), Config(batch_size=7))
+    assert ev.agreement == 1.0 and ev.output_rmse == 0.0 and ev.firing_rates == {}
+
+
 def test_labels_out_of_range_or_negative():
     model, x = mlp(), inputs((8,), n=10)
     result = onnx2snn.convert(model, {"x": x}, Config(T=4))
