@@ -37,7 +37,11 @@ def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17
     for t, x in enumerate(steps):
         nodes += if_neuron.step_nodes(t, v, x, opset)
         v = f"m{t}"
-    nodes.append(helper.make_node("Sum", [f"c{t}" for t in range(T)], ["C"]))
+        if t:  # a running count: each step's count is freed at once (a T-input Sum kept all T alive)
+            total = "C" if t == T - 1 else f"C{t}"
+            nodes.append(helper.make_node("Add", ["c0" if t == 1 else f"C{t - 1}", f"c{t}"], [total]))
+    if T == 1:
+        nodes.append(helper.make_node("Identity", ["c0"], ["C"]))
     outputs = [helper.make_tensor_value_info("C", TensorProto.FLOAT, None)]
     if keep:
         nodes.append(helper.make_node("Concat", [f"f{t}" for t in range(T)], ["F"], axis=0))
