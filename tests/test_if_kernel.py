@@ -10,8 +10,9 @@ from onnx2snn.ops.if_neuron import if_forward
 
 @pytest.mark.parametrize("constant", [False, True])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_kernel_matches_reference(constant, with_bias):
-    T, B = 5, 7
+@pytest.mark.parametrize("T", [1, 2, 5])
+def test_kernel_matches_reference(constant, with_bias, T):
+    B = 7
     rng = np.random.default_rng(0)
     current = rng.normal(0.3, 0.6, size=(1 if constant else T, B, 3, 4, 4)).astype(np.float32)
     theta = rng.uniform(0.5, 1.5, size=(3, 1, 1)).astype(np.float32)
