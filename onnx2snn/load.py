@@ -2,7 +2,8 @@
 
 Normalisation makes every later stage simpler: opset >= 13, a symbolic batch dimension, constant
 sub-graphs folded, BatchNormalization folded into the Conv/Gemm before it where possible,
-Identity and inference-mode Dropout removed, nodes in topological order, and shapes inferred.
+Identity and inference-mode Dropout removed, clip-floor (QCFS) activation chains fused into one
+``ClipFloor`` node each (:mod:`.ops.clip_floor`), nodes in topological order, and shapes inferred.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from onnx import external_data_helper, shape_inference, version_converter
 from . import large
 from .errors import ModelLoadError
 from .fold import fold_batchnorm
+from .ops import clip_floor
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,11 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
         _free_batch_in_reshapes(graph, batch, first_dims)
     fold_batchnorm(graph)
     _remove_identities(graph)
+    clip_floor.fuse(graph)
     graph.cleanup().toposort()
     _name_nodes(graph)
     out = gs.export_onnx(graph, do_type_check=False)
+    clip_floor.install(out)
     restore_output_types(out, model)
     out.ir_version = max(model.ir_version, 8)
     out.metadata_props.extend(model.metadata_props)

@@ -38,7 +38,8 @@ class Layer:
     op_type: str
     current: str  # pre-activation tensor (the IF input current)
     output: str  # activation tensor (ANN value a_l; spike train in the SNN)
-    clip_max: float | None  # trained clip value m of Clip(0, m) / ReLU6, else None
+    clip_max: float | None  # trained clip value m of Clip(0, m) / ReLU6 / ClipFloor, else None
+    alpha: float | None = None  # trained v(0) / theta (a ClipFloor's shift), else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +77,7 @@ def make_plan(model: onnx.ModelProto) -> Plan:
         raise UnsupportedModelError(
             "the model has no ReLU activation feeding a Conv/Gemm/MatMul layer, so there is nothing "
             "to turn into spiking neurons; onnx2snn converts ReLU networks (Relu, Clip(0, m), "
-            "Max(x, 0), LeakyRelu(alpha=0))")
+            "Max(x, 0), LeakyRelu(alpha=0), QCFS clip-floor)")
     dynamic = _dynamic_tensors(nodes, {id(n) for n in spiking})
     spiking_ids = {id(n) for n in spiking}
     spikes_after = _reaches(nodes, lambda n: id(n) in spiking_ids)
@@ -139,4 +140,5 @@ def _layer(node: gs.Node) -> Layer:
     spec = lookup(node)
     signal = next(t for t in node.inputs if not isinstance(t, gs.Constant))
     clip_max = spec.clip_max(node) if spec.clip_max else None
-    return Layer(node.name, node.op, signal.name, node.outputs[0].name, clip_max)
+    alpha = spec.alpha(node) if spec.alpha else None
+    return Layer(node.name, node.op, signal.name, node.outputs[0].name, clip_max, alpha)

@@ -27,7 +27,7 @@ import onnx_graphsurgeon as gs
 
 from . import __version__
 from .load import infer_shapes, restore_output_types
-from .ops import Role, if_neuron, lookup
+from .ops import Role, clip_floor, if_neuron, lookup
 from .ops.spiking_pool import spiking_max_pool
 from .ops.time_axis import const, to_steps
 from .plan import Plan
@@ -69,6 +69,7 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
     restore_output_types(snn, model)
     snn.ir_version = max(model.ir_version, 8)
     if_neuron.install(snn, T)
+    snn = clip_floor.inline(snn)  # a clip-floor left as a readout activation: back to standard ops
     _set_metadata(snn, model, T, metadata or {})
     return infer_shapes(snn)
 

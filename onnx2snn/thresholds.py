@@ -4,7 +4,8 @@ For layer l with ANN activation a_l on the calibration data:
 
     theta_l = P_q(a_l > 0)            q-th percentile of the positive activations (q = 100: max-norm)
     theta_l = m                        when the ANN clips with a trained value, Clip(0, m) / ReLU6
-    v_l(0)  = alpha * theta_l          alpha = 0.5 by default
+                                       or a clip-floor activation's theta (QCFS, ops/clip_floor.py)
+    v_l(0)  = alpha * theta_l          alpha = 0.5 by default; a clip-floor's trained shift s
 
 With v(0) = theta/2 and a constant current z the IF rate is the rounded quantisation
 ``theta/T * clip(floor(T z / theta + 1/2), 0, T)`` of the ReLU (method.md): the percentile trades
@@ -42,11 +43,11 @@ class LayerParams:
 
 def phase1(plan: Plan, stats: dict[str, LayerStats], config: Config) -> dict[str, LayerParams]:
     """Thresholds and v(0) of every layer of ``plan`` from its activation statistics."""
-    return {layer.name: _layer_params(layer.clip_max, stats[layer.name], config)
+    return {layer.name: _layer_params(layer.clip_max, stats[layer.name], config, layer.alpha)
             for layer in plan.layers}
 
 
-def _layer_params(clip_max, s: LayerStats, config: Config) -> LayerParams:
+def _layer_params(clip_max, s: LayerStats, config: Config, alpha: float | None = None) -> LayerParams:
     dtype = np.float32
     dead = s.positive == 0
     if clip_max is not None:
@@ -64,4 +65,5 @@ def _layer_params(clip_max, s: LayerStats, config: Config) -> LayerParams:
     theta = theta.astype(dtype)
     if not np.all(np.isfinite(theta)) or np.any(theta <= 0):
         raise AssertionError(f"internal error: threshold of layer '{s.name}' is {theta}")
-    return LayerParams(theta, (config.alpha * theta).astype(dtype), source, dead)
+    alpha = config.alpha if alpha is None else alpha
+    return LayerParams(theta, (alpha * theta).astype(dtype), source, dead)

@@ -33,7 +33,8 @@ class OpSpec:
     """How one op type takes part in conversion.
 
     ``check(node, dynamic)`` returns why this node cannot run on spike trains, or None.
-    ``clip_max(node)`` (activations only) returns a trained upper clip value m, or None.
+    ``clip_max(node)`` (activations only) returns a trained upper clip value m, or None;
+    ``alpha(node)`` a trained initial potential v(0) / theta (the shift of a clip-floor), or None.
     ``hint`` says what the user can do when the op is refused.
     """
 
@@ -41,6 +42,7 @@ class OpSpec:
     role: Role
     check: Check | None = None
     clip_max: Callable[[gs.Node], "float | None"] | None = None
+    alpha: Callable[[gs.Node], "float | None"] | None = None
     hint: str = ""
     domain: str = ""
 
