@@ -47,8 +47,7 @@ def fuse(graph: gs.Graph) -> int:
         if chain is None or outputs & set(chain[5]):
             continue  # not a clip-floor chain, or an intermediate is a graph output
         x, theta, levels, shift, last, _ = chain
-        scope = floor.name.rsplit("/", 1)[0] if "/" in floor.name else floor.name
-        name = f"{scope}/ClipFloor" if scope else f"ClipFloor_{fused}"
+        name = floor.name.replace("Floor", "ClipFloor") if "Floor" in floor.name else f"{floor.name}/ClipFloor"
         constants = [gs.Constant(f"{name}/{what}", np.asarray(value, np.float32))
                      for what, value in (("threshold", theta), ("levels", levels), ("shift", shift))]
         out = last.outputs[0]
@@ -71,8 +70,9 @@ def _match(floor: gs.Node):
     if any(n is None for n in (add, mul, clip, div, back, last)) or _variable(div) is not div.inputs[0]:
         return None
     theta, levels, shift = _scalar(div.inputs[1]), _scalar(_constant(mul)), _scalar(_constant(add))
-    ok = (theta is not None and levels is not None and shift is not None and theta > 0
-          and levels >= 1 and levels == round(levels) and 0 <= shift < 1
+    if theta is None or levels is None or shift is None or const_value(div.inputs[1]).dtype != np.float32:
+        return None
+    ok = (theta > 0 and levels >= 1 and levels == round(levels) and 0 <= shift < 1
           and _bounds(clip) == (0.0, 1.0) and _scalar(back.inputs[1]) == levels
           and _variable(back) is back.inputs[0] and _scalar(_constant(last)) == theta)
     inner = [n.outputs[0].name for n in (div, clip, mul, add, floor, back)]
