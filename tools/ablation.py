@@ -44,8 +44,14 @@ def shipped() -> list[str]:
     return sorted(p.stem for p in (ROOT / "models").glob("*.onnx") if not p.name.endswith(".snn.onnx"))
 
 
-def accuracies(name: str, steps: list[int], options: dict) -> tuple[float, dict[int, float]]:
+def model_path(name: str) -> Path:
+    """models/NAME.onnx, or models/extra/NAME.onnx for a model trained as an experiment."""
     path = ROOT / "models" / f"{name}.onnx"
+    return path if path.exists() else ROOT / "models" / "extra" / f"{name}.onnx"
+
+
+def accuracies(name: str, steps: list[int], options: dict) -> tuple[float, dict[int, float]]:
+    path = model_path(name)
     result = onnx2snn.convert(path, path.with_suffix(".calib.npz"), Config(T=steps[0], **options),
                               data=path.with_suffix(".test.npz"), sweep=steps[1:])
     evals = {steps[0]: result.evaluation, **result.sweep}
@@ -54,7 +60,7 @@ def accuracies(name: str, steps: list[int], options: dict) -> tuple[float, dict[
 
 def pool_convergence(name: str, steps=(16, 64, 256)) -> list[dict]:
     """Naive vs spiking max-pool at large T (phase 1, percentile-half thresholds)."""
-    path = ROOT / "models" / f"{name}.onnx"
+    path = model_path(name)
     ann = load.normalize(load.load_model(path))
     plan = make_plan(ann)
     config = Config(method="percentile-half")
@@ -70,7 +76,7 @@ def pool_convergence(name: str, steps=(16, 64, 256)) -> list[dict]:
 
 
 def has_maxpool(name: str) -> bool:
-    model = load.load_model(ROOT / "models" / f"{name}.onnx")
+    model = load.load_model(model_path(name))
     return any(n.op_type in ("MaxPool", "GlobalMaxPool") for n in model.graph.node)
 
 

@@ -20,8 +20,24 @@ class Scale(nn.Module):
         return x * self.factor
 
 
-def conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+class QCFS(nn.Module):
+    """Quantization clip-floor-shift activation (Bu et al. 2022), trained threshold, L levels:
+    theta / L * floor(clamp(x / theta, 0, 1) * L + 1/2). Training passes the gradient through the
+    floor (straight-through); in eval mode it is a plain floor, which exports as onnx2snn's clip-floor
+    chain (onnx2snn/ops/clip_floor.py)."""
+
+    def __init__(self, levels: int = 4, theta: float = 8.0):
+        super().__init__()
+        self.levels, self.theta = levels, nn.Parameter(torch.tensor([theta]))
+
+    def forward(self, x):
+        x = torch.clamp(x / self.theta, 0, 1) * self.levels + 0.5
+        x = x + (torch.floor(x) - x).detach() if self.training else torch.floor(x)
+        return x / self.levels * self.theta
+
+
+def conv_bn_relu(cin: int, cout: int, act=nn.ReLU) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), act()]
 
 
 def mlp(shape):
@@ -73,8 +89,16 @@ def resnet_maxpool(shape):
                          ResidualBlock(16, 32), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 2 * 2, 10))
 
 
+def vgg_fashion_qcfs(shape):
+    """vgg_fashion with QCFS activations (L = 4) instead of ReLU: a network trained for conversion."""
+    return nn.Sequential(Scale(1 / 255), *conv_bn_relu(1, 32, QCFS), *conv_bn_relu(32, 32, QCFS), nn.AvgPool2d(2),
+                         *conv_bn_relu(32, 64, QCFS), *conv_bn_relu(64, 64, QCFS), nn.AvgPool2d(2),
+                         *conv_bn_relu(64, 128, QCFS), nn.AvgPool2d(2), nn.Flatten(),
+                         nn.Linear(128 * 3 * 3, 256), QCFS(), nn.Dropout(0.3), nn.Linear(256, 10))
+
+
 ARCHITECTURES = {"mlp": mlp, "cnn_small": cnn_small, "cnn_deep": cnn_deep, "vgg_fashion": vgg_fashion,
-                 "resnet_maxpool": resnet_maxpool}
+                 "vgg_fashion_qcfs": vgg_fashion_qcfs, "resnet_maxpool": resnet_maxpool}
 
 
 def from_onnx(path: Path, arch: str, sample_shape) -> nn.Module:
