@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one threshold per channel or per layer (default: channel for dual-phase, "
                         "tensor for the baselines)")
     p.add_argument("--alpha", type=float, default=None,
-                   help="initial potential v(0) = alpha * threshold (default: 0.5; 0 for max and percentile)")
+                   help="initial potential v(0) = alpha * threshold (default: 0.5; 0 for max and percentile; "
+                        "a clip-floor (QCFS) layer keeps its trained shift)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per onnxruntime call")
     p.add_argument("--calib-samples", type=int, default=None,
                    help="use at most this many calibration samples (default: all)")
