@@ -55,22 +55,32 @@ from bench_runtime import build, convert, measure, op_profile  # noqa: E402
 from onnx2snn.runtime import make_session  # noqa: E402
 
 
-def with_abs(ann: onnx.ModelProto, k: int) -> onnx.ModelProto:
-    """``ann`` with ``k`` Abs nodes after every Relu (values unchanged: Abs(ReLU(z)) = ReLU(z))."""
+def after_relus(ann: onnx.ModelProto, insert, initializers=()) -> onnx.ModelProto:
+    """A copy of ``ann`` with the nodes ``insert(x, y)`` after every Relu: each Relu now writes ``x``
+    (its output name + "/relu") and the inserted nodes compute its old output ``y`` from it."""
     model = onnx.ModelProto()
     model.CopyFrom(ann)
+    model.graph.initializer.extend(initializers)
     nodes = []
     for node in model.graph.node:
         nodes.append(node)
-        if node.op_type != "Relu" or k == 0:
-            continue
-        out = node.output[0]
-        names = [f"{out}/relu"] + [f"{out}/abs{i}" for i in range(k - 1)] + [out]
-        node.output[0] = names[0]
-        nodes += [helper.make_node("Abs", [a], [b], name=f"{b}/node") for a, b in zip(names, names[1:])]
+        if node.op_type == "Relu":
+            out = node.output[0]
+            node.output[0] = f"{out}/relu"
+            nodes += insert(f"{out}/relu", out)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model
+
+
+def with_abs(ann: onnx.ModelProto, k: int) -> onnx.ModelProto:
+    """``ann`` with ``k`` Abs nodes after every Relu (values unchanged: Abs(ReLU(z)) = ReLU(z))."""
+    if k == 0:
+        return ann
+    def chain(x, y):
+        names = [x] + [f"{y}/abs{i}" for i in range(k - 1)] + [y]
+        return [helper.make_node("Abs", [a], [b], name=f"{b}/node") for a, b in zip(names, names[1:])]
+    return after_relus(ann, chain)
 
 
 def with_loop(ann: onnx.ModelProto, T: int, form: str) -> onnx.ModelProto:
@@ -80,22 +90,10 @@ def with_loop(ann: onnx.ModelProto, T: int, form: str) -> onnx.ModelProto:
     potential and the spikes) and a standard elementwise op writes one. ``form``: one ``Scan``
     over the steps (its body the two ops), or ``steps`` (Split, two ops per step, Concat), as the
     two forms of :mod:`onnx2snn.export.unrolled`."""
-    model = onnx.ModelProto()
-    model.CopyFrom(ann)
     consts = [helper.make_tensor("loop/time_head", onnx.TensorProto.INT64, [2], [T, -1]),
               helper.make_tensor("loop/zero", onnx.TensorProto.INT64, [], [0]),
               helper.make_tensor("loop/ones", onnx.TensorProto.INT64, [T], [1] * T)]
-    model.graph.initializer.extend(consts)
-    nodes = []
-    for node in model.graph.node:
-        nodes.append(node)
-        if node.op_type == "Relu":
-            out = node.output[0]
-            node.output[0] = f"{out}/relu"
-            nodes += _loop_nodes(f"{out}/relu", out, T, form)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return model
+    return after_relus(ann, lambda x, y: _loop_nodes(x, y, T, form), consts)
 
 
 def _loop_nodes(x: str, y: str, T: int, form: str) -> list:

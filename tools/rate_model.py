@@ -33,8 +33,10 @@ from onnx import helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
 import onnx2snn  # noqa: E402
+from ablation import model_path  # noqa: E402
 from onnx2snn import Config  # noqa: E402
 from onnx2snn.evaluation import evaluate  # noqa: E402
 from onnx2snn.ops import if_neuron  # noqa: E402
@@ -75,7 +77,7 @@ def _quantizer(node: onnx.NodeProto) -> list[onnx.NodeProto]:
 
 def measure(name: str, T: int, phase: int) -> dict:
     """ANN, SNN and rate-model test accuracy (%) of one shipped model converted at T."""
-    path = ROOT / "models" / f"{name}.onnx"
+    path = model_path(name)
     data = path.with_suffix(".test.npz")
     config = Config(T=T, phase=phase)
     result = onnx2snn.convert(path, path.with_suffix(".calib.npz"), config, data=data)

@@ -48,7 +48,7 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
     out.CopyFrom(snn)
     if T is None:
         return out
-    opset = next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx"))
+    opset = if_neuron.onnx_opset(out)
     body = if_neuron.make_function(T, opset)
     shapes, constants = load.sample_shapes(out, infer=False), _constant_currents(out.graph, T)
     types = {i.name: i.data_type for i in out.graph.initializer}

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import OpSpec, Role, const_value, register
+from .registry import OpSpec, Role, const_scalar, const_value, register
 
 _HINT_RELU = ("retrain or re-export the model with ReLU (or ReLU6 / Clip(0, m)) activations, "
               "or cut the graph before this node")
 
 
 def _clip_check(node, dynamic):
-    low = const_value(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1].name else None
-    if low is None or low.size != 1 or float(low.reshape(())) != 0.0:
+    low = const_scalar(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1].name else None
+    if low != 0.0:
         return "Clip is ReLU-like only with a constant lower bound of exactly 0"
     high = _clip_high(node)
     if high is not None and not high > 0:
@@ -29,11 +29,7 @@ def _clip_check(node, dynamic):
 
 
 def _clip_high(node):
-    if len(node.inputs) > 2 and node.inputs[2].name:
-        value = const_value(node.inputs[2])
-        if value is not None and value.size == 1 and np.isfinite(value).all():
-            return float(value.reshape(()))
-    return None
+    return const_scalar(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
 
 
 def _max_check(node, dynamic):

@@ -31,8 +31,8 @@ import onnx.inliner
 import onnx_graphsurgeon as gs
 from onnx import helper
 
-from .if_neuron import DOMAIN, DOMAIN_VERSION
-from .registry import OpSpec, Role, const_value, register
+from .if_neuron import DOMAIN, add_function, onnx_opset
+from .registry import OpSpec, Role, const_scalar, const_value, register
 
 OP_TYPE = "ClipFloor"
 INPUTS = ("X", "threshold", "levels", "shift")
@@ -69,12 +69,12 @@ def _match(floor: gs.Node):
     last = _consumer(back, "Mul") if back else None
     if any(n is None for n in (add, mul, clip, div, back, last)) or _variable(div) is not div.inputs[0]:
         return None
-    theta, levels, shift = _scalar(div.inputs[1]), _scalar(_constant(mul)), _scalar(_constant(add))
+    theta, levels, shift = const_scalar(div.inputs[1]), const_scalar(_constant(mul)), const_scalar(_constant(add))
     if theta is None or levels is None or shift is None or const_value(div.inputs[1]).dtype != np.float32:
         return None
     ok = (theta > 0 and levels >= 1 and levels == round(levels) and 0 <= shift < 1
-          and _bounds(clip) == (0.0, 1.0) and _scalar(back.inputs[1]) == levels
-          and _variable(back) is back.inputs[0] and _scalar(_constant(last)) == theta)
+          and _bounds(clip) == (0.0, 1.0) and const_scalar(back.inputs[1]) == levels
+          and _variable(back) is back.inputs[0] and const_scalar(_constant(last)) == theta)
     inner = [n.outputs[0].name for n in (div, clip, mul, add, floor, back)]
     return (div.inputs[0], theta, levels, shift, last, inner) if ok else None
 
@@ -101,17 +101,10 @@ def _constant(node: gs.Node):
     return next((t for t in node.inputs if isinstance(t, gs.Constant)), None)
 
 
-def _scalar(tensor) -> float | None:
-    value = const_value(tensor) if tensor is not None else None
-    if value is None or value.size != 1 or not np.isfinite(value).all():
-        return None
-    return float(value.reshape(()))
-
-
 def _bounds(clip: gs.Node):
     if len(clip.inputs) != 3:
         return None
-    return _scalar(clip.inputs[1]), _scalar(clip.inputs[2])
+    return const_scalar(clip.inputs[1]), const_scalar(clip.inputs[2])
 
 
 def function(opset: int) -> onnx.FunctionProto:
@@ -132,14 +125,10 @@ def function(opset: int) -> onnx.FunctionProto:
 
 
 def install(model: onnx.ModelProto) -> None:
-    """Add the ClipFloor function (and the onnx2snn opset import) when a node uses it; in place."""
-    if not any(n.domain == DOMAIN and n.op_type == OP_TYPE for n in model.graph.node):
-        return
-    if not any((f.domain, f.name) == (DOMAIN, OP_TYPE) for f in model.functions):
-        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-        model.functions.append(function(opset))
-    if not any(o.domain == DOMAIN for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
+    """Add (or replace) the ClipFloor function and the onnx2snn opset import when a node uses it;
+    in place."""
+    if any(n.domain == DOMAIN and n.op_type == OP_TYPE for n in model.graph.node):
+        add_function(model, function(onnx_opset(model)))
 
 
 def inline(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -154,11 +143,11 @@ def inline(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _threshold(node: gs.Node) -> float | None:
-    return _scalar(node.inputs[1])
+    return const_scalar(node.inputs[1])
 
 
 def _shift(node: gs.Node) -> float | None:
-    return _scalar(node.inputs[3])
+    return const_scalar(node.inputs[3])
 
 
 register(OpSpec(OP_TYPE, Role.ACTIVATION, clip_max=_threshold, alpha=_shift, domain=DOMAIN))

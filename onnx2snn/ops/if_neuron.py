@@ -130,13 +130,23 @@ def _cast_like(value: str, out: str, name: str, opset: int, threshold: str) -> o
 
 def install(model: onnx.ModelProto, T: int) -> onnx.ModelProto:
     """Add (or replace) the IFNeuron function for ``T`` and the ``onnx2snn`` opset import in place."""
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    kept = [f for f in model.functions if (f.domain, f.name) != (DOMAIN, OP_TYPE)]
-    del model.functions[:]
-    model.functions.extend(kept + [make_function(T, opset)])
-    if not any(o.domain == DOMAIN for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
+    add_function(model, make_function(T, onnx_opset(model)))
     return model
+
+
+def onnx_opset(model: onnx.ModelProto) -> int:
+    """The model's version of the default ONNX domain."""
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def add_function(model: onnx.ModelProto, function: onnx.FunctionProto) -> None:
+    """Add ``function`` to ``model`` (replacing one of the same domain and name) and import its
+    domain (``onnx2snn``, version ``DOMAIN_VERSION``) if needed; in place."""
+    kept = [f for f in model.functions if (f.domain, f.name) != (function.domain, function.name)]
+    del model.functions[:]
+    model.functions.extend(kept + [function])
+    if not any(o.domain == function.domain for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(function.domain, DOMAIN_VERSION))
 
 
 def time_steps(model: onnx.ModelProto) -> int | None:

@@ -73,6 +73,14 @@ def const_value(tensor) -> np.ndarray | None:
     return None
 
 
+def const_scalar(tensor) -> float | None:
+    """The value of a constant, finite, one-element tensor input, or None."""
+    value = const_value(tensor) if tensor is not None else None
+    if value is None or value.size != 1 or not np.isfinite(value).all():
+        return None
+    return float(value.reshape(()))
+
+
 def is_dynamic(tensor, dynamic: set) -> bool:
     return tensor is not None and getattr(tensor, "name", "") in dynamic
 
