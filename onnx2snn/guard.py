@@ -9,7 +9,10 @@ the mean agreement and n the samples -- a swing of a few samples does not undo p
 per-layer errors are lower by construction. Other outputs compare the RMS difference of the
 outputs. The report says which was kept and why.
 It runs on phase 2's search set (the first 256 calibration samples, see :mod:`.targets`): phase 2
-brings its own SNN's and the ANN's outputs there, so the check costs one phase-1 SNN run on them.
+brings its own SNN's and the ANN's outputs there, so the check costs one phase-1 SNN run on them --
+skipped when no agreement of phase 1 could be clearly better: ``a1 - a2 - 2 sqrt(p (1 - p) / n)``
+grows with a1 (for p > 1/2), so if even a1 = 1 is not clearly better than phase 2's a2 (on 256
+samples: at most one disagreement with the ANN), phase 2 is kept without running phase 1.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 class Phase2Check:
     """Agreement (or None for non-classifiers) and RMS output difference on the phase-2 samples."""
 
-    agreement_phase1: float | None
+    agreement_phase1: float | None  # None also when phase 1 was not run (it could not have won)
     agreement_phase2: float | None
     rmse_phase1: float | None
     rmse_phase2: float | None
@@ -48,17 +51,27 @@ def check_phase2(ann: onnx.ModelProto, plan: Plan, p1: dict[str, LayerParams], r
     """Compare the phase-1 SNN of ``ann`` with phase 2's ``result`` on the search-set samples.
 
     Phase 2 already carries its SNN's and the ANN's scores on those samples (computed from its
-    cached spikes); only the phase-1 SNN is run here.
+    cached spikes); only the phase-1 SNN is run here, and not at all if it could not win.
     """
     data = calib.head(len(result.ann_scores))
+    two = compare(data, result.score, result.ann_scores, result.snn_scores)
+    if _unbeatable(two, len(data)):
+        log.info("phase-1 SNN not run: phase 2 agrees with the ANN on %s of the calibration samples", two.agreement)
+        return Phase2Check(None, two.agreement, None, two.output_rmse, True)
     snn1 = run(to_snn(ann, plan, p1, config.T), data, config, [result.score], "phase-1 SNN")[result.score]
     one = compare(data, result.score, result.ann_scores, snn1)
-    two = compare(data, result.score, result.ann_scores, result.snn_scores)
     kept = not _better(one, two, len(data))
     if not kept:
         log.warning("phase 2 reverted: on the calibration samples phase 1 agrees better with the ANN "
                     "(%s vs %s) at T=%d", one.agreement, two.agreement, config.T)
     return Phase2Check(one.agreement, two.agreement, one.output_rmse, two.output_rmse, kept)
+
+
+def _unbeatable(b: Evaluation, n: int) -> bool:
+    """Whether no phase-1 agreement (not even 1.0) would be clearly better than ``b``'s (classifiers)."""
+    if b.task != "classification" or b.agreement is None:
+        return False
+    return not _better(dataclasses.replace(b, agreement=1.0), b, n)
 
 
 def _better(a: Evaluation, b: Evaluation, n: int) -> bool:
