@@ -66,8 +66,22 @@ def test_a_clip_floor_readout_is_written_back_in_standard_ops():
     assert run_ort(result.snn, {"x": x})[0].shape == (20, 3)
 
 
-@pytest.mark.parametrize("levels, shift", [(4, 1.0), (2.5, 0.5)])
-def test_a_chain_that_is_not_a_clip_floor_is_refused_by_name(levels, shift):
+@pytest.mark.parametrize("levels, shift, why", [(4, 1.0, "the shift s = 1 is not in"),
+                                               (2.5, 0.5, "L = 2.5 is not an integer")])
+def test_a_chain_that_is_not_a_clip_floor_is_refused_by_name(levels, shift, why):
     model = qcfs_net(levels=levels, shift=shift)
-    with pytest.raises(UnsupportedModelError, match="Floor"):
+    with pytest.raises(UnsupportedModelError, match="Floor") as info:
         make_plan(load.normalize(model))
+    assert why in str(info.value) and "Div(x, theta), Clip(0, 1)" in str(info.value)
+
+
+def test_a_chain_scaled_by_a_mul_says_which_op_is_missing():
+    """x * (1 / theta) instead of x / theta: refused at the Floor, naming the missing Div."""
+    g = GraphBuilder(seed=3)
+    h = g.op("Mul", [g.conv("x", 1, 4), g.const(np.array([1 / 1.5], np.float32))])
+    h = g.op("Clip", [h, g.const(np.float32(0)), g.const(np.float32(1))])
+    h = g.op("Floor", [g.op("Add", [g.op("Mul", [h, g.const(np.float32(4))]), g.const(np.float32(0.5))])])
+    h = g.op("Mul", [g.op("Div", [h, g.const(np.float32(4))]), g.const(np.array([1.5], np.float32))])
+    out = g.op("Identity", [g.gemm(g.op("Flatten", [h]), 4 * 6 * 6, 3)])
+    with pytest.raises(UnsupportedModelError, match="no Div\\(x, theta\\) in its place"):
+        make_plan(load.normalize(g.model({"x": ["N", 1, 6, 6]}, {out: ["N", 3]})))

@@ -43,10 +43,10 @@ def fuse(graph: gs.Graph) -> int:
     Needs folded constants; run ``graph.cleanup()`` afterwards (the old chains are left unused)."""
     fused, outputs = 0, {t.name for t in graph.outputs}
     for floor in [n for n in graph.nodes if n.op == "Floor"]:
-        chain = _match(floor)
-        if chain is None or outputs & set(chain[5]):
-            continue  # not a clip-floor chain, or an intermediate is a graph output
-        x, theta, levels, shift, last, _ = chain
+        chain, _ = _match(floor, outputs)
+        if chain is None:
+            continue  # refused later, with the reason (the registered Floor spec below)
+        x, theta, levels, shift, last = chain
         name = floor.name.replace("Floor", "ClipFloor") if "Floor" in floor.name else f"{floor.name}/ClipFloor"
         constants = [gs.Constant(f"{name}/{what}", np.asarray(value, np.float32))
                      for what, value in (("threshold", theta), ("levels", levels), ("shift", shift))]
@@ -58,25 +58,40 @@ def fuse(graph: gs.Graph) -> int:
     return fused
 
 
-def _match(floor: gs.Node):
-    """(x, theta, L, s, last node, intermediate tensor names) of the chain around ``floor``, or
-    None when it is not one."""
+def _match(floor: gs.Node, graph_outputs: set[str]):
+    """((x, theta, L, s, last node), None) for the chain around ``floor``, or (None, why not)."""
     add = _producer(floor.inputs[0], "Add")
     mul = _producer(add and _variable(add), "Mul")
     clip = _producer(mul and _variable(mul), "Clip")
     div = _producer(clip and clip.inputs[0], "Div")
     back = _consumer(floor, "Div")
     last = _consumer(back, "Mul") if back else None
-    if any(n is None for n in (add, mul, clip, div, back, last)) or _variable(div) is not div.inputs[0]:
-        return None
+    ops = ("Div(x, theta)", "Clip(0, 1)", "Mul(L)", "Add(s)", "Div(L)", "Mul(theta)")
+    for op, node in zip(ops, (div, clip, mul, add, back, last)):
+        if node is None:
+            return None, f"no {op} in its place in the chain (each op read only by the next one)"
+    if _variable(div) is not div.inputs[0]:
+        return None, "the chain does not start with x / theta"
     theta, levels, shift = const_scalar(div.inputs[1]), const_scalar(_constant(mul)), const_scalar(_constant(add))
     if theta is None or levels is None or shift is None or const_value(div.inputs[1]).dtype != np.float32:
-        return None
-    ok = (theta > 0 and levels >= 1 and levels == round(levels) and 0 <= shift < 1
-          and _bounds(clip) == (0.0, 1.0) and const_scalar(back.inputs[1]) == levels
-          and _variable(back) is back.inputs[0] and const_scalar(_constant(last)) == theta)
-    inner = [n.outputs[0].name for n in (div, clip, mul, add, floor, back)]
-    return (div.inputs[0], theta, levels, shift, last, inner) if ok else None
+        return None, "theta, L and s are not all constant float32 scalars"
+    why = _why_not(clip, back, last, theta, levels, shift)
+    inner = {n.outputs[0].name for n in (div, clip, mul, add, floor, back)}
+    if why is None and graph_outputs & inner:
+        why = "an intermediate tensor of the chain is a graph output"
+    return (None, why) if why else ((div.inputs[0], theta, levels, shift, last), None)
+
+
+def _why_not(clip: gs.Node, back: gs.Node, last: gs.Node, theta: float, levels: float, shift: float):
+    """Why the constants do not make a clip-floor, or None."""
+    checks = [(theta > 0, f"theta = {theta:g} is not positive"),
+              (levels >= 1 and levels == round(levels), f"L = {levels:g} is not an integer >= 1"),
+              (0 <= shift < 1, f"the shift s = {shift:g} is not in [0, 1)"),
+              (_bounds(clip) == (0.0, 1.0), "the Clip is not Clip(0, 1)"),
+              (const_scalar(back.inputs[1]) == levels and _variable(back) is back.inputs[0],
+               "the Div after Floor is not a division by L"),
+              (const_scalar(_constant(last)) == theta, "the last Mul is not by theta")]
+    return next((why for ok, why in checks if not ok), None)
 
 
 def _producer(tensor, op: str):
@@ -150,4 +165,16 @@ def _shift(node: gs.Node) -> float | None:
     return const_scalar(node.inputs[3])
 
 
-register(OpSpec(OP_TYPE, Role.ACTIVATION, clip_max=_threshold, alpha=_shift, domain=DOMAIN))
+def _floor_refused(node: gs.Node, dynamic: set) -> str:
+    """A Floor left after :func:`fuse` is not a clip-floor chain; say which part does not match."""
+    _, why = _match(node, set())
+    return ("it rounds down, which IF neurons reproduce only as the Floor of a QCFS clip-floor chain "
+            f"theta / L * floor(clip(x / theta, 0, 1) * L + s), and this one is not: "
+            f"{why or 'an intermediate tensor of the chain is a graph output'}")
+
+
+register(OpSpec(OP_TYPE, Role.ACTIVATION, clip_max=_threshold, alpha=_shift, domain=DOMAIN),
+         OpSpec("Floor", Role.NONLINEAR, check=_floor_refused,
+                hint="export the activation as Div(x, theta), Clip(0, 1), Mul(L), Add(s), Floor, Div(L), "
+                     "Mul(theta) with constant scalars theta > 0, integer L >= 1, 0 <= s < 1 (torch's export "
+                     "of x / theta, clamp(0, 1), floor(x * L + s) / L, * theta)"))
