@@ -27,7 +27,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .errors import UnsupportedModelError
-from .ops import Role, lookup
+from .ops import Role, lookup, refusal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,9 +126,10 @@ def _check_time_batched(batched: list[gs.Node], dynamic: set[str]):
     for node in batched:
         spec = lookup(node)
         if spec is None:
-            problems.append((node.name, node.op, "it lies between spiking layers and is not known to "
-                             "act linearly on spike trains",
-                             "replace it with a supported op or open an issue with the model"))
+            why, hint = refusal(node) or ("it lies between spiking layers and is not known to act linearly "
+                                          "on spike trains", "replace it with a supported op or open an "
+                                          "issue with the model")
+            problems.append((node.name, node.op, why, hint))
         elif spec.role in (Role.WEIGHTED, Role.LINEAR, Role.MAXPOOL) and spec.check:
             reason = spec.check(node, dynamic)
             if reason:

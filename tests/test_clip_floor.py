@@ -82,6 +82,18 @@ def test_a_chain_scaled_by_a_mul_says_which_op_is_missing():
     h = g.op("Clip", [h, g.const(np.float32(0)), g.const(np.float32(1))])
     h = g.op("Floor", [g.op("Add", [g.op("Mul", [h, g.const(np.float32(4))]), g.const(np.float32(0.5))])])
     h = g.op("Mul", [g.op("Div", [h, g.const(np.float32(4))]), g.const(np.array([1.5], np.float32))])
-    out = g.op("Identity", [g.gemm(g.op("Flatten", [h]), 4 * 6 * 6, 3)])
+    h = g.op("Relu", [g.gemm(g.op("Flatten", [h]), 4 * 6 * 6, 8)])  # a spiking layer after the Floor
+    out = g.op("Identity", [g.gemm(h, 8, 3)])
     with pytest.raises(UnsupportedModelError, match="no Div\\(x, theta\\) in its place"):
         make_plan(load.normalize(g.model({"x": ["N", 1, 6, 6]}, {out: ["N", 3]})))
+
+
+def test_a_floor_on_the_input_still_converts():
+    """Input quantisation floor(x * 255) / 255 before the first layer runs once, on the analog input."""
+    g = GraphBuilder(seed=3)
+    x = g.op("Div", [g.op("Floor", [g.op("Mul", ["x", g.const(np.float32(255))])]), g.const(np.float32(255))])
+    h = g.op("Relu", [g.conv(x, 1, 4)])
+    out = g.op("Identity", [g.gemm(g.op("Flatten", [h]), 4 * 6 * 6, 3)])
+    result = onnx2snn.convert(g.model({"x": ["N", 1, 6, 6]}, {out: ["N", 3]}), {"x": inputs((1, 6, 6), n=20)},
+                              Config(T=4))
+    assert len(result.plan.layers) == 1 and "Floor" in [n.op_type for n in result.snn.graph.node]

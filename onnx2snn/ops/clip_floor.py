@@ -32,7 +32,7 @@ import onnx_graphsurgeon as gs
 from onnx import helper
 
 from .if_neuron import DOMAIN, add_function, onnx_opset
-from .registry import OpSpec, Role, const_scalar, const_value, register
+from .registry import OpSpec, Role, const_scalar, const_value, explain_refusal, register
 
 OP_TYPE = "ClipFloor"
 INPUTS = ("X", "threshold", "levels", "shift")
@@ -66,8 +66,8 @@ def _match(floor: gs.Node, graph_outputs: set[str]):
     div = _producer(clip and clip.inputs[0], "Div")
     back = _consumer(floor, "Div")
     last = _consumer(back, "Mul") if back else None
-    ops = ("Div(x, theta)", "Clip(0, 1)", "Mul(L)", "Add(s)", "Div(L)", "Mul(theta)")
-    for op, node in zip(ops, (div, clip, mul, add, back, last)):
+    ops = ("Add(s)", "Mul(L)", "Clip(0, 1)", "Div(x, theta)", "Div(L)", "Mul(theta)")
+    for op, node in zip(ops, (add, mul, clip, div, back, last)):
         if node is None:
             return None, f"no {op} in its place in the chain (each op read only by the next one)"
     if _variable(div) is not div.inputs[0]:
@@ -165,16 +165,17 @@ def _shift(node: gs.Node) -> float | None:
     return const_scalar(node.inputs[3])
 
 
-def _floor_refused(node: gs.Node, dynamic: set) -> str:
-    """A Floor left after :func:`fuse` is not a clip-floor chain; say which part does not match."""
+def _floor_refused(node: gs.Node) -> tuple[str, str]:
+    """Why a Floor left between spiking layers after :func:`fuse` is refused: which part of a
+    clip-floor chain around it does not match, and how torch exports one."""
     _, why = _match(node, set())
-    return ("it rounds down, which IF neurons reproduce only as the Floor of a QCFS clip-floor chain "
-            f"theta / L * floor(clip(x / theta, 0, 1) * L + s), and this one is not: "
-            f"{why or 'an intermediate tensor of the chain is a graph output'}")
+    why = why or "an intermediate tensor of the chain is a graph output"
+    return (f"it rounds down, which IF neurons reproduce only as the Floor of a QCFS clip-floor chain "
+            f"theta / L * floor(clip(x / theta, 0, 1) * L + s), and this one is not: {why}",
+            "export the activation as Div(x, theta), Clip(0, 1), Mul(L), Add(s), Floor, Div(L), Mul(theta) "
+            "with constant scalars theta > 0, integer L >= 1, 0 <= s < 1 (torch's export of x / theta, "
+            "clamp(0, 1), floor(x * L + s) / L, * theta)")
 
 
-register(OpSpec(OP_TYPE, Role.ACTIVATION, clip_max=_threshold, alpha=_shift, domain=DOMAIN),
-         OpSpec("Floor", Role.NONLINEAR, check=_floor_refused,
-                hint="export the activation as Div(x, theta), Clip(0, 1), Mul(L), Add(s), Floor, Div(L), "
-                     "Mul(theta) with constant scalars theta > 0, integer L >= 1, 0 <= s < 1 (torch's export "
-                     "of x / theta, clamp(0, 1), floor(x * L + s) / L, * theta)"))
+register(OpSpec(OP_TYPE, Role.ACTIVATION, clip_max=_threshold, alpha=_shift, domain=DOMAIN))
+explain_refusal("Floor", _floor_refused)

@@ -60,6 +60,22 @@ def lookup(node: gs.Node) -> OpSpec | None:
     return _REGISTRY.get((domain, node.op))
 
 
+_REFUSALS: dict[str, Callable[[gs.Node], tuple[str, str]]] = {}
+
+
+def explain_refusal(op_type: str, explain: Callable[[gs.Node], tuple[str, str]]) -> None:
+    """Register ``explain(node) -> (why, hint)`` for an op of the default domain that is *not*
+    supported between spiking layers but can be told more precisely than "unknown" (e.g. a Floor
+    that only a clip-floor chain would make convertible)."""
+    _REFUSALS[op_type] = explain
+
+
+def refusal(node: gs.Node) -> tuple[str, str] | None:
+    """(why, hint) for an unsupported ``node`` whose op has an explanation registered, else None."""
+    explain = _REFUSALS.get(node.op) if node.domain in ("", "ai.onnx", None) else None
+    return explain(node) if explain else None
+
+
 def known_ops() -> list[tuple[str, str, Role]]:
     return sorted((d, op, s.role) for (d, op), s in _REGISTRY.items())
 
