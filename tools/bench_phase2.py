@@ -4,7 +4,8 @@
 
 For each model and T, measured side by side in one process: the median time of phase 2
 (``calibrate.phase2``: ANN targets, per-layer segments, search, corrections, spike cache; plus its
-network-level check ``guard.check_phase2``: one phase-1 SNN run on the search samples) and the
+network-level check ``guard.check_phase2``: one phase-1 SNN run on the search samples, skipped
+when it could not change the outcome) and the
 median time of running the phase-1 SNN over the same calibration data (``runtime.run``), both with
 the same batch size and threads. The target is ratio <= 3. Models: the shipped ones, and ``vgg32``
 (the VGG-like 3x32x32 net of ``tools/bench_runtime.py``, random weights, 512 random samples; needs
