@@ -56,7 +56,8 @@ def check_phase2(ann: onnx.ModelProto, plan: Plan, p1: dict[str, LayerParams], r
     data = calib.head(len(result.ann_scores))
     two = compare(data, result.score, result.ann_scores, result.snn_scores)
     if _unbeatable(two, len(data)):
-        log.info("phase-1 SNN not run: phase 2 agrees with the ANN on %s of the calibration samples", two.agreement)
+        log.debug("network check: phase 2 agrees with the ANN on %d of %d samples; phase 1 could not do "
+                  "clearly better, so it is not run", round(two.agreement * len(data)), len(data))
         return Phase2Check(None, two.agreement, None, two.output_rmse, True)
     snn1 = run(to_snn(ann, plan, p1, config.T), data, config, [result.score], "phase-1 SNN")[result.score]
     one = compare(data, result.score, result.ann_scores, snn1)
