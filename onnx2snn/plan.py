@@ -126,10 +126,7 @@ def _check_time_batched(batched: list[gs.Node], dynamic: set[str]):
     for node in batched:
         spec = lookup(node)
         if spec is None:
-            why, hint = refusal(node) or ("it lies between spiking layers and is not known to act linearly "
-                                          "on spike trains", "replace it with a supported op or open an "
-                                          "issue with the model")
-            problems.append((node.name, node.op, why, hint))
+            problems.append((node.name, node.op, *refusal(node)))
         elif spec.role in (Role.WEIGHTED, Role.LINEAR, Role.MAXPOOL) and spec.check:
             reason = spec.check(node, dynamic)
             if reason:

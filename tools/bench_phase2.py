@@ -44,6 +44,7 @@ from onnx2snn.rewrite import to_snn  # noqa: E402
 from onnx2snn.runtime import run  # noqa: E402
 from onnx2snn.stats import collect  # noqa: E402
 from onnx2snn.thresholds import phase1  # noqa: E402
+from ablation import model_path  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -59,7 +60,7 @@ def model_and_data(name: str, folder: str):
     """(normalised ANN, calibration Dataset): a shipped model, or ``vgg32`` (``bench_runtime``'s
     VGG-like 3x32x32 net, torch needed) with 512 uniform random samples -- as many as phase 2 reads."""
     if name != "vgg32":
-        path = ROOT / "models" / f"{name}.onnx"
+        path = model_path(name)
         ann = load.normalize(load.load_model(path))
         return ann, load_npz(path.with_suffix(".calib.npz"), ann)
     from bench_runtime import build  # torch, only for vgg32

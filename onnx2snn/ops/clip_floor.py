@@ -36,6 +36,7 @@ from .registry import OpSpec, Role, const_scalar, const_value, explain_refusal, 
 
 OP_TYPE = "ClipFloor"
 INPUTS = ("X", "threshold", "levels", "shift")
+_EXPOSED = "an intermediate tensor of the chain is a graph output"
 
 
 def fuse(graph: gs.Graph) -> int:
@@ -45,7 +46,7 @@ def fuse(graph: gs.Graph) -> int:
     for floor in [n for n in graph.nodes if n.op == "Floor"]:
         chain, _ = _match(floor, outputs)
         if chain is None:
-            continue  # refused later, with the reason (the registered Floor spec below)
+            continue  # refused later if it lies between spiking layers, saying why (_floor_refused)
         x, theta, levels, shift, last = chain
         name = floor.name.replace("Floor", "ClipFloor") if "Floor" in floor.name else f"{floor.name}/ClipFloor"
         constants = [gs.Constant(f"{name}/{what}", np.asarray(value, np.float32))
@@ -78,7 +79,7 @@ def _match(floor: gs.Node, graph_outputs: set[str]):
     why = _why_not(clip, back, last, theta, levels, shift)
     inner = {n.outputs[0].name for n in (div, clip, mul, add, floor, back)}
     if why is None and graph_outputs & inner:
-        why = "an intermediate tensor of the chain is a graph output"
+        why = _EXPOSED
     return (None, why) if why else ((div.inputs[0], theta, levels, shift, last), None)
 
 
@@ -169,7 +170,7 @@ def _floor_refused(node: gs.Node) -> tuple[str, str]:
     """Why a Floor left between spiking layers after :func:`fuse` is refused: which part of a
     clip-floor chain around it does not match, and how torch exports one."""
     _, why = _match(node, set())
-    why = why or "an intermediate tensor of the chain is a graph output"
+    why = why or _EXPOSED  # everything else matched, so fuse() left it for this reason
     return (f"it rounds down, which IF neurons reproduce only as the Floor of a QCFS clip-floor chain "
             f"theta / L * floor(clip(x / theta, 0, 1) * L + s), and this one is not: {why}",
             "export the activation as Div(x, theta), Clip(0, 1), Mul(L), Add(s), Floor, Div(L), Mul(theta) "

@@ -55,25 +55,33 @@ def register(*specs: OpSpec) -> None:
         _REGISTRY[(spec.domain, spec.op_type)] = spec
 
 
+def _key(node: gs.Node) -> tuple[str, str]:
+    """(domain, op type) of ``node``, with the default ONNX domain spelled ""."""
+    return ("" if node.domain in ("", "ai.onnx", None) else node.domain), node.op
+
+
 def lookup(node: gs.Node) -> OpSpec | None:
-    domain = "" if node.domain in ("", "ai.onnx", None) else node.domain
-    return _REGISTRY.get((domain, node.op))
+    return _REGISTRY.get(_key(node))
 
 
-_REFUSALS: dict[str, Callable[[gs.Node], tuple[str, str]]] = {}
+_REFUSALS: dict[tuple[str, str], Callable[[gs.Node], tuple[str, str]]] = {}
 
 
 def explain_refusal(op_type: str, explain: Callable[[gs.Node], tuple[str, str]]) -> None:
     """Register ``explain(node) -> (why, hint)`` for an op of the default domain that is *not*
     supported between spiking layers but can be told more precisely than "unknown" (e.g. a Floor
     that only a clip-floor chain would make convertible)."""
-    _REFUSALS[op_type] = explain
+    _REFUSALS[("", op_type)] = explain
 
 
-def refusal(node: gs.Node) -> tuple[str, str] | None:
-    """(why, hint) for an unsupported ``node`` whose op has an explanation registered, else None."""
-    explain = _REFUSALS.get(node.op) if node.domain in ("", "ai.onnx", None) else None
-    return explain(node) if explain else None
+def refusal(node: gs.Node) -> tuple[str, str]:
+    """(why, hint) for an unsupported ``node`` between spiking layers: its op's registered
+    explanation, or the generic one."""
+    explain = _REFUSALS.get(_key(node))
+    if explain:
+        return explain(node)
+    return ("it lies between spiking layers and is not known to act linearly on spike trains",
+            "replace it with a supported op or open an issue with the model")
 
 
 def known_ops() -> list[tuple[str, str, Role]]:
