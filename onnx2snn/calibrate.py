@@ -141,6 +141,7 @@ class _LayerFitter:
         self.kernel = kernel
         self._kept: dict[int, np.ndarray] = {}
         self._budget = CURRENT_CACHE_BYTES
+        self._total = None  # sum over the T steps of the search currents (set by ``fit``)
 
     def currents(self):
         """Yield (batch index, currents [steps, B, *shape]), steps = T, or 1 for a current that is
@@ -160,6 +161,7 @@ class _LayerFitter:
         """Search, measure E[rate] with the searched parameters, correct, and commit the
         correction only if it lowers the error on the search set."""
         search = self._search_currents()
+        self._total = search.sum(axis=0) if search.shape[0] == self.T else self.T * search[0]
         searched, sse1, sse_s = self._search(search, p1)
         corrected = self._corrected(searched, self._measure(name, searched))
         sse_c = self._sse(search, corrected)
@@ -180,29 +182,24 @@ class _LayerFitter:
         return _first_rows((f if every else np.take(f, index, axis=2) for f in flat),
                            self.target.sample.shape[0], axis=1)
 
-    def _rates(self, current: np.ndarray, p: LayerParams, flat_index=None) -> np.ndarray:
-        """Rates [B, n] (or [B, *shape]) of IF neurons driven by ``current`` [steps, B, ...]."""
-        count, _ = self._simulate(current, p, flat_index)
-        return count * (np.asarray(self._at(p.threshold, flat_index), current.dtype) / self.T)
-
-    def _simulate(self, current: np.ndarray, p: LayerParams, flat_index=None, keep: bool = False):
+    def _simulate(self, current: np.ndarray, p: LayerParams, keep: bool = False):
         """Spike counts of IF neurons driven by ``current`` [steps, B, ...] (+ the bias), and
         (``keep``) the spikes as booleans [T*B, ...]; see :mod:`.if_kernel`."""
-        theta, v0, bias = (self._at(x, flat_index) for x in (p.threshold, p.v0, p.bias))
-        return self.kernel.run(current, theta, v0, bias, keep)
+        return self.kernel.run(current, p.threshold, p.v0, p.bias, keep)
 
-    def _at(self, value, flat_index):
-        """Broadcast a per-layer/channel/neuron parameter to one sample, optionally subsampled."""
-        if value is None or flat_index is None:
+    def _at(self, value):
+        """A per-layer/channel/neuron parameter at the search neurons (None stays None)."""
+        if value is None:
             return value
-        full = np.broadcast_to(value, self.target.shape).reshape(-1)
-        return full[flat_index].astype(np.float32)
+        return np.broadcast_to(value, self.target.shape).reshape(-1)[self.target.index].astype(np.float32)
 
     def _sse(self, search: np.ndarray, p: LayerParams, per_channel: bool = False):
-        err = (self._rates(search, p, self.target.index).astype(np.float64) - self.target.sample) ** 2
+        """sum (r - a)^2 on the search set: in total, or (``per_channel``) per channel."""
+        theta, v0, bias = (self._at(x) for x in (p.threshold, p.v0, p.bias))
+        err = self.kernel.sse(search, self._total, theta, v0, bias, self.target.sample)
         if not per_channel:
-            return float(err.sum())
-        return np.bincount(self.target.channel, weights=err.sum(axis=0), minlength=self.target.channels)
+            return float(err.sum(dtype=np.float64))
+        return np.bincount(self.target.channel, weights=err, minlength=self.target.channels)
 
     def _search(self, search: np.ndarray, p1: LayerParams) -> tuple[LayerParams, float, float]:
         """Grid search: theta = f * theta_1 (v0 scaled with it, so f = 1 is phase 1), then

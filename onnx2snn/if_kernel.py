@@ -12,6 +12,14 @@ f_t stacked time-major [T*B, ...]. Unlike the converted model it takes the T ste
 (views of one array, no split copy), a constant current (direct encoding) as one input used at
 every step, and never materialises theta * f as a [T*B, ...] train: about half the memory traffic
 of running IFNeuron and counting its output.
+
+The search's kernel (:meth:`IFKernel.sse`) runs the same steps but returns only the squared error
+of the rates, summed over the samples, per neuron: ``sum_samples (theta C / T - a)^2``. It does not
+count spikes step by step: with reset by subtraction the final potential holds the count,
+``v_T = v0 + X - theta C`` with ``X = sum_t x_t`` (+ ``T b``), so ``C = round((v0 + X - v_T) / theta)``.
+That is exact while the float error of the T additions, below ``2 T |u|max 2^-24``, stays under
+``theta / 2``: for potentials under ``2^22 / T`` thresholds in size. It saves one of the six ops of
+each step and moves the error's sums out of numpy.
 """
 
 from __future__ import annotations
@@ -25,9 +33,9 @@ from .ops import if_neuron
 from .runtime import make_session
 
 
-def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17) -> onnx.ModelProto:
-    """Inputs ``x0`` .. ``x{T-1}`` (or only ``x0`` when ``constant``), ``threshold``, ``v0`` and
-    (with ``bias``) ``bias``; outputs ``C`` and (with ``keep``) ``F``. Dynamic shapes."""
+def _steps(T: int, constant: bool, bias: bool, count: bool, opset: int) -> tuple[list, list[str], str]:
+    """Nodes of the T IF steps on inputs ``x0`` .. (``x0`` alone when ``constant``) plus ``bias``;
+    with ``count`` a running spike count ``C``. Returns (nodes, current inputs, last potential)."""
     steps = ["x0"] * T if constant else [f"x{t}" for t in range(T)]
     nodes, inputs = [], sorted(set(steps), key=lambda n: int(n[1:]))
     if bias:
@@ -37,25 +45,55 @@ def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17
     for t, x in enumerate(steps):
         nodes += if_neuron.step_nodes(t, v, x, opset)
         v = f"m{t}"
-        if t:  # a running count: each step's count is freed at once (a T-input Sum kept all T alive)
+        if count and t:  # running: each step's count is freed at once (a T-input Sum kept all T alive)
             total = "C" if t == T - 1 else f"C{t}"
             nodes.append(helper.make_node("Add", ["c0" if t == 1 else f"C{t - 1}", f"c{t}"], [total]))
-    if T == 1:
+    if count and T == 1:
         nodes.append(helper.make_node("Identity", ["c0"], ["C"]))
-    outputs = [helper.make_tensor_value_info("C", TensorProto.FLOAT, None)]
-    if keep:
-        nodes.append(helper.make_node("Concat", [f"f{t}" for t in range(T)], ["F"], axis=0))
-        outputs.append(helper.make_tensor_value_info("F", TensorProto.BOOL, None))
-    names = inputs + ["threshold", "v0"] + (["bias"] if bias else [])
+    return nodes, inputs, v
+
+
+def _model(nodes, inputs: list[str], outputs: list[tuple[str, int]], opset: int, initializers=()):
     graph = helper.make_graph(nodes, "if_kernel", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
-                                                   for n in names], outputs)
+                                                   for n in inputs],
+                              [helper.make_tensor_value_info(n, t, None) for n, t in outputs], list(initializers))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return model
 
 
+def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17) -> onnx.ModelProto:
+    """Inputs ``x0`` .. ``x{T-1}`` (or only ``x0`` when ``constant``), ``threshold``, ``v0`` and
+    (with ``bias``) ``bias``; outputs ``C`` and (with ``keep``) ``F``. Dynamic shapes."""
+    nodes, inputs, _ = _steps(T, constant, bias, True, opset)
+    outputs = [("C", TensorProto.FLOAT)]
+    if keep:
+        nodes.append(helper.make_node("Concat", [f"f{t}" for t in range(T)], ["F"], axis=0))
+        outputs.append(("F", TensorProto.BOOL))
+    return _model(nodes, inputs + ["threshold", "v0"] + (["bias"] if bias else []), outputs, opset)
+
+
+def sse_model(T: int, constant: bool, bias: bool, opset: int = 17) -> onnx.ModelProto:
+    """Inputs as :func:`kernel_model` plus ``total`` (X, the sum of the T currents without the
+    bias, [B, n]) and ``target`` (a, [B, n]); output ``E`` [n] = sum over B of (theta C / T - a)^2
+    with C = round((v0 + X + T b - v_T) / theta) (module docstring)."""
+    nodes, inputs, v = _steps(T, constant, bias, False, opset)
+    start = "v0"
+    if bias:
+        nodes += [helper.make_node("Mul", ["bias", "T"], ["Tb"]), helper.make_node("Add", ["v0", "Tb"], ["v0b"])]
+        start = "v0b"
+    nodes += [helper.make_node("Add", [start, "total"], ["q"]), helper.make_node("Sub", ["q", v], ["charge"]),
+              helper.make_node("Div", ["charge", "threshold"], ["ratio"]), helper.make_node("Round", ["ratio"], ["C"]),
+              helper.make_node("Div", ["threshold", "T"], ["unit"]), helper.make_node("Mul", ["C", "unit"], ["r"]),
+              helper.make_node("Sub", ["r", "target"], ["d"]),
+              helper.make_node("ReduceSumSquare", ["d"], ["E"], axes=[0], keepdims=0)]
+    names = inputs + ["threshold", "v0"] + (["bias"] if bias else []) + ["total", "target"]
+    return _model(nodes, names, [("E", TensorProto.FLOAT)], opset,
+                  [helper.make_tensor("T", TensorProto.FLOAT, [], [float(T)])])
+
+
 class IFKernel:
-    """Sessions of :func:`kernel_model` for one T, built when first needed."""
+    """Sessions of :func:`kernel_model` and :func:`sse_model` for one T, built when first needed."""
 
     def __init__(self, T: int, config: Config):
         self.T, self.config, self._sessions = T, config, {}
@@ -64,14 +102,26 @@ class IFKernel:
         """Spike counts [B, ...] of IF neurons driven by ``current`` ([T, B, ...], or [1, B, ...]
         for a current that is the same at every step) plus ``bias`` at every step, and (``keep``)
         the spikes as booleans [T*B, ...]; else None."""
+        outs = self._run(("run", keep), current, theta, v0, bias, ["C", "F"] if keep else ["C"])
+        return outs[0], (outs[1] if keep else None)
+
+    def sse(self, current: np.ndarray, total: np.ndarray, theta, v0, bias, target: np.ndarray) -> np.ndarray:
+        """Per neuron, sum over the B samples of (rate - target)^2, rate = theta * count / T, for
+        ``current`` as in :meth:`run` ([steps, B, n]), its sum over the T steps ``total`` [B, n]
+        and ``target`` [B, n] (float32 sums)."""
+        return self._run(("sse",), current, theta, v0, bias, ["E"], total=total, target=target)[0]
+
+    def _run(self, kind: tuple, current, theta, v0, bias, outputs: list[str], **extra):
         constant = current.shape[0] == 1 and self.T > 1
-        key = (constant, bias is not None, keep)
+        key = kind + (constant, bias is not None)
         if key not in self._sessions:
-            self._sessions[key] = make_session(kernel_model(self.T, *key), self.config, spin=False)
+            model = (kernel_model(self.T, constant, bias is not None, kind[1]) if kind[0] == "run"
+                     else sse_model(self.T, constant, bias is not None))
+            self._sessions[key] = make_session(model, self.config, spin=False)
         current = np.ascontiguousarray(current, np.float32)
         feeds = {f"x{t}": current[t] for t in range(current.shape[0])}
         feeds.update(threshold=np.asarray(theta, np.float32), v0=np.asarray(v0, np.float32))
         if bias is not None:
             feeds["bias"] = np.asarray(bias, np.float32)
-        outs = self._sessions[key].run(["C", "F"] if keep else ["C"], feeds)
-        return outs[0], (outs[1] if keep else None)
+        feeds.update({k: np.asarray(v, np.float32) for k, v in extra.items()})
+        return self._sessions[key].run(outputs, feeds)
