@@ -91,23 +91,23 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
     needs.append(segment_inputs(snn, score, set(names)))  # the score output, read at the end
     last_use = {n: max([i for i, inputs in enumerate(needs) if n in inputs], default=-1) for n in names}
     cache, fitted, fits = SpikeCache(), dict(params), []
-    kernel = IFKernel(config.T, config)
-    for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
-        refit = None
-        if config.refit_weights:
-            refit = refit_layer(work, ann, snn, layer.current, plan.time_major, set(names[:i]), batches,
-                                cache, config)
-            if refit is not None:
-                work, snn = refit, to_snn(refit, plan, params, config.T)
-        segment = Segment(snn, layer.current, set(names[:i]), config)
-        fitter = _LayerFitter(segment, batches, cache, targets, layer.name, config,
-                              constant=layer.current not in plan.time_major, kernel=kernel)
-        fitted[layer.name], fit = fitter.fit(params[layer.name], layer.output)
-        fits.append(dataclasses.replace(fit, refit=refit is not None))
-        log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
-        for name in names[: i + 1]:
-            if last_use[name] <= i:
-                cache.drop(name)
+    with IFKernel(config.T, config) as kernel:
+        for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
+            refit = None
+            if config.refit_weights:
+                refit = refit_layer(work, ann, snn, layer.current, plan.time_major, set(names[:i]), batches,
+                                    cache, config)
+                if refit is not None:
+                    work, snn = refit, to_snn(refit, plan, params, config.T)
+            segment = Segment(snn, layer.current, set(names[:i]), config)
+            fitter = _LayerFitter(segment, batches, cache, targets, layer.name, config,
+                                  constant=layer.current not in plan.time_major, kernel=kernel)
+            fitted[layer.name], fit = fitter.fit(params[layer.name], layer.output)
+            fits.append(dataclasses.replace(fit, refit=refit is not None))
+            log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
+            for name in names[: i + 1]:
+                if last_use[name] <= i:
+                    cache.drop(name)
     snn_scores = _search_scores(Segment(snn, score, set(names), config), batches, cache, len(targets.scores))
     return Phase2(fitted, fits, work, score, targets.scores, snn_scores)
 
@@ -164,7 +164,7 @@ class _LayerFitter:
         self._total = search.sum(axis=0) if search.shape[0] == self.T else self.T * search[0]
         searched, sse1, sse_s = self._search(search, p1)
         corrected = self._corrected(searched, self._measure(name, searched))
-        sse_c = self._sse(search, corrected)
+        sse_c = self._sse(search, [corrected])[0]
         better = sse_c < sse_s * (1 - 1e-9)  # by more than float64 summation order
         final = corrected if better else searched
         if better:  # else the spikes cached by the measure pass are the layer's
@@ -182,24 +182,20 @@ class _LayerFitter:
         return _first_rows((f if every else np.take(f, index, axis=2) for f in flat),
                            self.target.sample.shape[0], axis=1)
 
-    def _simulate(self, current: np.ndarray, p: LayerParams, keep: bool = False):
-        """Spike counts of IF neurons driven by ``current`` [steps, B, ...] (+ the bias), and
-        (``keep``) the spikes as booleans [T*B, ...]; see :mod:`.if_kernel`."""
-        return self.kernel.run(current, p.threshold, p.v0, p.bias, keep)
-
     def _at(self, value):
         """A per-layer/channel/neuron parameter at the search neurons (None stays None)."""
         if value is None:
             return value
         return np.broadcast_to(value, self.target.shape).reshape(-1)[self.target.index].astype(np.float32)
 
-    def _sse(self, search: np.ndarray, p: LayerParams, per_channel: bool = False):
-        """sum (r - a)^2 on the search set: in total, or (``per_channel``) per channel."""
-        theta, v0, bias = (self._at(x) for x in (p.threshold, p.v0, p.bias))
-        err = self.kernel.sse(search, self._total, theta, v0, bias, self.target.sample)
+    def _sse(self, search: np.ndarray, candidates: list[LayerParams], per_channel: bool = False) -> list:
+        """sum (r - a)^2 on the search set for each candidate: in total, or (``per_channel``) per
+        channel (the kernel runs the candidates side by side)."""
+        params = [tuple(self._at(x) for x in (p.threshold, p.v0, p.bias)) for p in candidates]
+        errors = self.kernel.sse(search, self._total, self.target.sample, params)
         if not per_channel:
-            return float(err.sum(dtype=np.float64))
-        return np.bincount(self.target.channel, weights=err, minlength=self.target.channels)
+            return [float(e.sum(dtype=np.float64)) for e in errors]
+        return [np.bincount(self.target.channel, weights=e, minlength=self.target.channels) for e in errors]
 
     def _search(self, search: np.ndarray, p1: LayerParams) -> tuple[LayerParams, float, float]:
         """Grid search: theta = f * theta_1 (v0 scaled with it, so f = 1 is phase 1), then
@@ -207,11 +203,11 @@ class _LayerFitter:
         squared errors of phase 1 and of the best (taken from the grid, no extra simulation)."""
         scales = [LayerParams(p1.threshold * np.float32(g), p1.v0 * np.float32(g), "phase 2 search")
                   for g in SCALES]
-        scores = [self._sse(search, c, self.per_channel) for c in scales]
-        sse1 = float(np.sum(scores[SCALES.index(1.0)])) if p1.bias is None else self._sse(search, p1)
+        scores = self._sse(search, scales, self.per_channel)
+        sse1 = float(np.sum(scores[SCALES.index(1.0)])) if p1.bias is None else self._sse(search, [p1])[0]
         best = self._pick(scales, scores)
         alphas = [self._params(best.threshold, a) for a in ALPHAS]
-        scores = [self._sse(search, c, self.per_channel) for c in alphas]
+        scores = self._sse(search, alphas, self.per_channel)
         return self._pick(alphas, scores), sse1, float(np.sum(np.min(np.stack(scores), axis=0)))
 
     def _params(self, theta, alpha) -> LayerParams:
@@ -256,7 +252,7 @@ class _LayerFitter:
         total, n = np.zeros(self.target.shape, np.float64), 0
         theta = np.asarray(p.threshold, np.float32)
         for b, current in self.currents():
-            count, fired = self._simulate(current, p, keep=True)
+            count, fired = self.kernel.run(current, p.threshold, p.v0, p.bias, keep=True)
             total += count.sum(axis=0)
             n += current.shape[1]
             self.cache.put(name, b, fired, theta.astype(current.dtype))

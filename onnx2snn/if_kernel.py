@@ -24,6 +24,11 @@ each step and moves the error's sums out of numpy.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
@@ -92,36 +97,80 @@ def sse_model(T: int, constant: bool, bias: bool, opset: int = 17) -> onnx.Model
                   [helper.make_tensor("T", TensorProto.FLOAT, [], [float(T)])])
 
 
+def workers(config: Config) -> int:
+    """Threads for independent kernel runs: ``config.threads``, else the CPUs this process may use."""
+    if config.threads:
+        return config.threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class IFKernel:
-    """Sessions of :func:`kernel_model` and :func:`sse_model` for one T, built when first needed."""
+    """Sessions of :func:`kernel_model` and :func:`sse_model` for one T, built when first needed.
+
+    :meth:`sse` runs its candidates side by side, one per worker thread (``config.threads``, else
+    every CPU), each on a single-threaded session; onnxruntime releases the GIL while it runs. One
+    session with an intra-op pool gains little on the search set's small tensors: its sleeping
+    threads are woken for every op, which costs about what a second thread gains. (On the larger
+    tensors of :meth:`run`, the intra-op pool does better than batches side by side: measured with
+    ``tools/bench_phase2.py``, see models/README.) Use it as a context manager, or :meth:`close` it,
+    to stop the threads."""
 
     def __init__(self, T: int, config: Config):
         self.T, self.config, self._sessions = T, config, {}
+        self._lock, self.workers = threading.Lock(), workers(config)
+        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+
+    def __enter__(self) -> "IFKernel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
     def run(self, current: np.ndarray, theta, v0, bias=None, keep: bool = False):
         """Spike counts [B, ...] of IF neurons driven by ``current`` ([T, B, ...], or [1, B, ...]
         for a current that is the same at every step) plus ``bias`` at every step, and (``keep``)
         the spikes as booleans [T*B, ...]; else None."""
-        outs = self._run(("run", keep), current, theta, v0, bias, ["C", "F"] if keep else ["C"])
+        session = self._session(("run", keep), current, bias is not None)
+        outs = session.run(["C", "F"] if keep else ["C"], self._feeds(current, theta, v0, bias))
         return outs[0], (outs[1] if keep else None)
 
-    def sse(self, current: np.ndarray, total: np.ndarray, theta, v0, bias, target: np.ndarray) -> np.ndarray:
-        """Per neuron, sum over the B samples of (rate - target)^2, rate = theta * count / T, for
-        ``current`` as in :meth:`run` ([steps, B, n]), its sum over the T steps ``total`` [B, n]
-        and ``target`` [B, n] (float32 sums)."""
-        return self._run(("sse",), current, theta, v0, bias, ["E"], total=total, target=target)[0]
+    def sse(self, current: np.ndarray, total: np.ndarray, target: np.ndarray, candidates) -> list[np.ndarray]:
+        """For each candidate (theta, v0, bias or None), per neuron, the sum over the B samples of
+        (rate - target)^2, rate = theta * count / T, for ``current`` as in :meth:`run` ([steps, B,
+        n]), its sum over the T steps ``total`` [B, n] and ``target`` [B, n] (float32 sums)."""
+        current = np.ascontiguousarray(current, np.float32)
+        extra = {"total": np.asarray(total, np.float32), "target": np.asarray(target, np.float32)}
 
-    def _run(self, kind: tuple, current, theta, v0, bias, outputs: list[str], **extra):
+        def one(candidate) -> np.ndarray:
+            theta, v0, bias = candidate
+            session = self._session(("sse",), current, bias is not None, threads=1)
+            return session.run(["E"], self._feeds(current, theta, v0, bias) | extra)[0]
+
+        candidates = list(candidates)
+        if self._pool is None or len(candidates) == 1:
+            return [one(c) for c in candidates]
+        return list(self._pool.map(one, candidates))
+
+    def _session(self, kind: tuple, current: np.ndarray, bias: bool, threads: int | None = None):
         constant = current.shape[0] == 1 and self.T > 1
-        key = kind + (constant, bias is not None)
-        if key not in self._sessions:
-            model = (kernel_model(self.T, constant, bias is not None, kind[1]) if kind[0] == "run"
-                     else sse_model(self.T, constant, bias is not None))
-            self._sessions[key] = make_session(model, self.config, spin=False)
+        key = kind + (constant, bias, threads)
+        with self._lock:
+            if key not in self._sessions:
+                model = (kernel_model(self.T, constant, bias, kind[1]) if kind[0] == "run"
+                         else sse_model(self.T, constant, bias))
+                config = dataclasses.replace(self.config, threads=threads) if threads else self.config
+                self._sessions[key] = make_session(model, config, spin=False)
+            return self._sessions[key]
+
+    @staticmethod
+    def _feeds(current: np.ndarray, theta, v0, bias) -> dict[str, np.ndarray]:
         current = np.ascontiguousarray(current, np.float32)
         feeds = {f"x{t}": current[t] for t in range(current.shape[0])}
         feeds.update(threshold=np.asarray(theta, np.float32), v0=np.asarray(v0, np.float32))
         if bias is not None:
             feeds["bias"] = np.asarray(bias, np.float32)
-        feeds.update({k: np.asarray(v, np.float32) for k, v in extra.items()})
-        return self._sessions[key].run(outputs, feeds)
+        return feeds

@@ -35,7 +35,7 @@ def test_kernel_matches_reference(constant, with_bias, T):
 @pytest.mark.parametrize("T", [1, 2, 5, 16])
 def test_search_error_matches_counted_spikes(constant, with_bias, T):
     """The search kernel's per-neuron error, with the count read from the final potential, equals
-    the error of the counted spikes (up to float32 sums)."""
+    the error of the counted spikes (up to float32 sums), also for a second candidate run side by side."""
     B, n = 33, 40
     rng = np.random.default_rng(1)
     current = rng.normal(0.3, 2.0, size=(1 if constant else T, B, n)).astype(np.float32)
@@ -43,10 +43,14 @@ def test_search_error_matches_counted_spikes(constant, with_bias, T):
     v0 = (rng.uniform(0, 1, size=n) * theta).astype(np.float32)
     bias = rng.normal(0, 0.1, size=n).astype(np.float32) if with_bias else None
     target = np.maximum(rng.normal(0.3, 0.5, size=(B, n)), 0).astype(np.float32)
-    kernel = IFKernel(T, Config(T=T))
-    counts, _ = kernel.run(current, theta, v0, bias)
-    total = current.sum(axis=0) if current.shape[0] == T else T * current[0]
-    error = kernel.sse(current, total, theta, v0, bias, target)
+    with IFKernel(T, Config(T=T, threads=2)) as kernel:
+        counts, _ = kernel.run(current, theta, v0, bias)
+        counts2, _ = kernel.run(current, 2 * theta, v0, bias)
+        total = current.sum(axis=0) if current.shape[0] == T else T * current[0]
+        error, twice = kernel.sse(current, total, target, [(theta, v0, bias), (2 * theta, v0, bias)])
     expected = ((counts * (theta / T) - target).astype(np.float64) ** 2).sum(axis=0)
     assert error.shape == (n,)
     np.testing.assert_allclose(error, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(twice, ((counts2 * (2 * theta / T) - target).astype(np.float64) ** 2).sum(axis=0),
+                               rtol=1e-5, atol=1e-6)
+
