@@ -110,10 +110,10 @@ class IFKernel:
     :meth:`sse` runs its candidates side by side, one per worker thread (``config.threads``, else
     every CPU), each on a single-threaded session; onnxruntime releases the GIL while it runs. One
     session with an intra-op pool gains little on the search set's small tensors: its sleeping
-    threads are woken for every op, which costs about what a second thread gains. (On the larger
-    tensors of :meth:`run`, the intra-op pool does better than batches side by side: measured with
-    ``tools/bench_phase2.py``, see models/README.) Use it as a context manager, or :meth:`close` it,
-    to stop the threads."""
+    threads are woken for every op, which costs about what a second thread gains. :meth:`run` keeps
+    the intra-op pool: on its larger tensors, batches side by side were no faster (tried, not kept;
+    models/README, phase-2 cost). Use it as a context manager, or :meth:`close` it, to stop the
+    threads."""
 
     def __init__(self, T: int, config: Config):
         self.T, self.config, self._sessions = T, config, {}
@@ -156,6 +156,8 @@ class IFKernel:
         return list(self._pool.map(one, candidates))
 
     def _session(self, kind: tuple, current: np.ndarray, bias: bool, threads: int | None = None):
+        """The session for ``kind`` (("run", keep) or ("sse",)), built once per kind, constant
+        current, bias and thread count; ``threads`` None: the configured intra-op threads."""
         constant = current.shape[0] == 1 and self.T > 1
         key = kind + (constant, bias, threads)
         with self._lock:
