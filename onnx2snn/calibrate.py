@@ -200,7 +200,8 @@ class _LayerFitter:
 
     def _search(self, search: np.ndarray, p1: LayerParams) -> tuple[LayerParams, float, float]:
         """Grid search: theta = f * theta_1 (v0 scaled with it, so f = 1 is phase 1), then
-        v0 = alpha * theta; per channel or per layer. Returns the best parameters and the summed
+        v0 = alpha * theta; per channel or per layer. The alpha that gives the best scale's own v0
+        (phase 1's alpha) is not simulated again. Returns the best parameters and the summed
         squared errors of phase 1 and of the best (taken from the grid, no extra simulation)."""
         scales = [LayerParams(p1.threshold * np.float32(g), p1.v0 * np.float32(g), "phase 2 search")
                   for g in SCALES]
@@ -208,7 +209,11 @@ class _LayerFitter:
         sse1 = float(np.sum(scores[SCALES.index(1.0)])) if p1.bias is None else self._sse(search, [p1])[0]
         best = self._pick(scales, scores)
         alphas = [self._params(best.threshold, a) for a in ALPHAS]
-        scores = self._sse(search, alphas, self.per_channel)
+        known = next((i for i, c in enumerate(alphas) if np.array_equal(c.v0, best.v0)), None)
+        best_score = np.min(np.stack(scores), axis=0)  # the score of ``best`` (per channel: its channels')
+        scores = self._sse(search, [c for i, c in enumerate(alphas) if i != known], self.per_channel)
+        if known is not None:  # alpha = phase 1's: that candidate is ``best``, already scored
+            scores.insert(known, best_score)
         return self._pick(alphas, scores), sse1, float(np.sum(np.min(np.stack(scores), axis=0)))
 
     def _params(self, theta, alpha) -> LayerParams:
