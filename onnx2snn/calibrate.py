@@ -19,9 +19,10 @@ compensated instead of accumulated. No gradients, no change of the user's weight
 segment computes its currents once and they are kept while they fit in ``CURRENT_CACHE_BYTES``;
 beyond that they are recomputed for each pass (search prefix, measure, commit). Cost per layer:
 about one segment run, one IF simulation of the calibration set (:mod:`.if_kernel`) plus one more
-if the correction is kept, and the search (14 IF simulations of the search set, each returning
-only its per-neuron squared error, a grid's candidates side by side on the worker threads; phase
-1's and the searched errors come from the grid).
+if the correction is kept, and 13 IF simulations of the search set (8 scales, 4 alphas -- the
+fifth is the best scale itself --, the correction), each returning only its per-neuron squared
+error, a grid's candidates side by side on the worker threads; phase 1's and the searched errors
+come from the grid.
 At the end the network's output on the search set is read from the cached spikes, for the
 network-level check (:mod:`.guard`). Phase 2 uses the first ``config.phase2_samples`` samples.
 """
