@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use at most this many calibration samples (default: all)")
     p.add_argument("--score-output", default=None,
                    help="output holding class scores (default: first float output shaped [N, K])")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="onnxruntime intra-op threads; also phase-2 search candidates run side by side (default: all)")
     p.add_argument("--provider", action="append", default=None,
                    help="onnxruntime execution provider, repeatable, in order of preference "
                         f"(default: what this onnxruntime offers: {', '.join(default_providers())})")

@@ -69,7 +69,8 @@ class Config:
         refit_weights: phase 2 also refits each layer's Conv/Gemm weights by least squares
             (changes the user's weights; off by default).
         histogram_bins: bins of the streaming percentile histogram (resolution 2*max/bins).
-        threads: onnxruntime intra-op threads (None: onnxruntime's default).
+        threads: onnxruntime intra-op threads (None: onnxruntime's default); phase 2's search also
+            runs this many candidates side by side (None: one per CPU).
         providers: onnxruntime execution providers in order of preference (None: all that this
             onnxruntime build offers, in its order).
     """
