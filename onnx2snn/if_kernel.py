@@ -134,7 +134,7 @@ class IFKernel:
         """Spike counts [B, ...] of IF neurons driven by ``current`` ([T, B, ...], or [1, B, ...]
         for a current that is the same at every step) plus ``bias`` at every step, and (``keep``)
         the spikes as booleans [T*B, ...]; else None."""
-        session = self._session(("run", keep), current, bias is not None)
+        session = self._session("run", current, bias is not None, keep=keep)
         outs = session.run(["C", "F"] if keep else ["C"], self._feeds(current, theta, v0, bias))
         return outs[0], (outs[1] if keep else None)
 
@@ -147,7 +147,7 @@ class IFKernel:
 
         def one(candidate) -> np.ndarray:
             theta, v0, bias = candidate
-            session = self._session(("sse",), current, bias is not None, threads=1)
+            session = self._session("sse", current, bias is not None, threads=1)
             return session.run(["E"], self._feeds(current, theta, v0, bias) | extra)[0]
 
         candidates = list(candidates)
@@ -155,14 +155,15 @@ class IFKernel:
             return [one(c) for c in candidates]
         return list(self._pool.map(one, candidates))
 
-    def _session(self, kind: tuple, current: np.ndarray, bias: bool, threads: int | None = None):
-        """The session for ``kind`` (("run", keep) or ("sse",)), built once per kind, constant
-        current, bias and thread count; ``threads`` None: the configured intra-op threads."""
+    def _session(self, kind: str, current: np.ndarray, bias: bool, keep: bool = False,
+                 threads: int | None = None):
+        """The session of :func:`kernel_model` (``kind`` "run") or :func:`sse_model` ("sse"), built
+        once per kind, constant current, bias, keep and thread count (None: the configured ones)."""
         constant = current.shape[0] == 1 and self.T > 1
-        key = kind + (constant, bias, threads)
+        key = (kind, constant, bias, keep, threads)
         with self._lock:
             if key not in self._sessions:
-                model = (kernel_model(self.T, constant, bias, kind[1]) if kind[0] == "run"
+                model = (kernel_model(self.T, constant, bias, keep) if kind == "run"
                          else sse_model(self.T, constant, bias))
                 config = dataclasses.replace(self.config, threads=threads) if threads else self.config
                 self._sessions[key] = make_session(model, config, spin=False)
