@@ -90,7 +90,7 @@ ORACLE_SHIFTS = (-0.1, 0.0, 0.1)
 
 def oracle(model: onnx.ModelProto, data, config: Config) -> float:
     """Test accuracy of the rate ``model`` after the coordinate search of ``--oracle`` (module
-    docstring) on ``data``; ``model``'s theta / v0 initializers are changed in place."""
+    docstring) on ``data``. It overwrites ``model``'s theta / v0 initializers (with the last trial's)."""
     init = {i.name: i for i in model.graph.initializer}
     inputs = {n.name: n.input for n in model.graph.node}
     layers = [(init[inputs[n][1]], init[inputs[n[: -len("levels")] + "charge"][1]])  # (theta, v0) of each Q
@@ -112,7 +112,6 @@ def oracle(model: onnx.ModelProto, data, config: Config) -> float:
         for trial in grid:
             if (a := accuracy(trial)) > best:
                 best, setting = a, trial
-    accuracy(setting)
     return best
 
 
