@@ -163,7 +163,7 @@ class _LayerFitter:
         """Search, measure E[rate] with the searched parameters, correct, and commit the
         correction only if it lowers the error on the search set."""
         search = self._search_currents()
-        self._total = search.sum(axis=0) if search.shape[0] == self.T else self.T * search[0]
+        self._total = self.kernel.total(search)
         searched, sse1, sse_s = self._search(search, p1)
         corrected = self._corrected(searched, self._measure(name, searched))
         sse_c = self._sse(search, [corrected])[0]

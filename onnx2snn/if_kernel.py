@@ -138,10 +138,16 @@ class IFKernel:
         outs = session.run(["C", "F"] if keep else ["C"], self._feeds(current, theta, v0, bias))
         return outs[0], (outs[1] if keep else None)
 
+    def total(self, current: np.ndarray) -> np.ndarray:
+        """X = the sum over the T steps of ``current`` as in :meth:`run` (a one-step current counts
+        T times): the ``total`` that :meth:`sse` takes."""
+        return current.sum(axis=0) if current.shape[0] == self.T else self.T * current[0]
+
     def sse(self, current: np.ndarray, total: np.ndarray, target: np.ndarray, candidates) -> list[np.ndarray]:
         """For each candidate (theta, v0, bias or None), per neuron, the sum over the B samples of
         (rate - target)^2, rate = theta * count / T, for ``current`` as in :meth:`run` ([steps, B,
-        n]), its sum over the T steps ``total`` [B, n] and ``target`` [B, n] (float32 sums)."""
+        n]), its :meth:`total` and ``target`` [B, n] (float32 sums). ``total`` is passed in so
+        that a caller scoring many candidates on one current sums it once."""
         current = np.ascontiguousarray(current, np.float32)
         extra = {"total": np.asarray(total, np.float32), "target": np.asarray(target, np.float32)}
 

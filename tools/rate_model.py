@@ -88,13 +88,13 @@ ORACLE_SCALES = (0.8, 0.9, 1.0, 1.1, 1.25)
 ORACLE_SHIFTS = (-0.1, 0.0, 0.1)
 
 
-def oracle(model: onnx.ModelProto, data, config: Config) -> float:
-    """Test accuracy of the rate ``model`` after the coordinate search of ``--oracle`` (module
-    docstring) on ``data``. It overwrites ``model``'s theta / v0 initializers (with the last trial's)."""
+def oracle(model: onnx.ModelProto, snn: onnx.ModelProto, data, config: Config) -> float:
+    """Test accuracy of the rate ``model`` of ``snn`` after the coordinate search of ``--oracle``
+    (module docstring) on ``data``. It overwrites ``model``'s theta / v0 initializers (with the last
+    trial's)."""
     init = {i.name: i for i in model.graph.initializer}
-    inputs = {n.name: n.input for n in model.graph.node}
-    layers = [(init[inputs[n][1]], init[inputs[n[: -len("levels")] + "charge"][1]])  # (theta, v0) of each Q
-              for n in inputs if n.endswith("/rate/levels")]
+    layers = [(init[n.input[1]], init[n.input[2]]) for n in snn.graph.node  # each IFNeuron's (theta, v0)
+              if n.domain == if_neuron.DOMAIN and n.op_type == if_neuron.OP_TYPE]
     base = [(numpy_helper.to_array(t).copy(), numpy_helper.to_array(v).copy()) for t, v in layers]
     score, data = score_output(model), as_dataset(data, model, "test data")
 
@@ -128,7 +128,7 @@ def measure(name: str, T: int, phase: int, with_oracle: bool = False) -> dict:
            "snn": pct(result.evaluation.snn_accuracy),
            "rate_model": pct(evaluate(result.ann, quantized, data, config).snn_accuracy)}
     if with_oracle:
-        row["rate_model_oracle"] = pct(oracle(quantized, data, config))
+        row["rate_model_oracle"] = pct(oracle(quantized, result.snn, data, config))
     return row
 
 
