@@ -79,7 +79,7 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, data, config: Config,
     chunks, totals = [], np.zeros((len(counters), 2))
     for _, values in run_batches(session, data, config.batch_size, names, "SNN"):
         chunks.append(values[name])
-        totals += np.reshape([[values[c], values[s]] for c, s in counters.values()], (-1, 2))
+        totals += np.reshape([[values[c].sum(dtype=np.float64), values[s]] for c, s in counters.values()], (-1, 2))
     snn_scores = np.concatenate(chunks)
     rates = {layer[: -len("/if")]: float(t[0] / t[1]) if t[1] else 0.0
              for layer, t in zip(counters, totals)}

@@ -17,7 +17,7 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import external_data_helper, shape_inference, version_converter
 
-from . import large
+from . import weights
 from .errors import ModelLoadError
 from .fold import fold_batchnorm
 from .ops import clip_floor
@@ -81,7 +81,8 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     del model.graph.value_info[:]
     for value in list(model.graph.input) + list(model.graph.output):
         _symbolic_batch(value)
-    graph = gs.import_onnx(model)
+    graph = weights.import_graph(model)
+    weights.load_foldable(graph)
     graph.fold_constants()
     graph.cleanup()
     if batch is not None:
@@ -91,7 +92,7 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     clip_floor.fuse(graph)
     graph.cleanup().toposort()
     _name_nodes(graph)
-    out = gs.export_onnx(graph, do_type_check=False)
+    out = weights.export_graph(graph)
     clip_floor.install(out)
     restore_output_types(out, model)
     out.ir_version = max(model.ir_version, 8)
@@ -111,11 +112,10 @@ def restore_output_types(model: onnx.ModelProto, reference: onnx.ModelProto) -> 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """ONNX shape inference; failures are logged, not fatal (later stages check what they need).
-    Above 2 GB it runs on a copy with stub weights and the inferred types are copied back."""
+    It runs on a copy whose large initializers are stubs (it needs their dims only, so a model's
+    weights are never copied for it) and the inferred types are copied back."""
     try:
-        if not large.is_large(model):
-            return shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-        light = shape_inference.infer_shapes(large.stub_weights(model), strict_mode=False, data_prop=True)
+        light = shape_inference.infer_shapes(weights.stub_copy(model), strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - inference is best effort
         log.warning("shape inference failed (%s); continuing without inferred shapes", exc)
         return model

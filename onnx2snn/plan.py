@@ -28,6 +28,7 @@ import onnx_graphsurgeon as gs
 
 from .errors import UnsupportedModelError
 from .ops import Role, lookup, refusal
+from . import weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Plan:
 
 def make_plan(model: onnx.ModelProto) -> Plan:
     """Plan the conversion of a normalised model; raise UnsupportedModelError listing every problem."""
-    graph = gs.import_onnx(model)
+    graph = weights.import_graph(model)
     nodes = list(graph.nodes)
     problems: list[tuple[str, str, str, str]] = []
     weighted_after = _reaches(nodes, lambda n: _role(n) is Role.WEIGHTED)

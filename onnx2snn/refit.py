@@ -24,6 +24,7 @@ from onnx import numpy_helper
 from .config import Config
 from .runtime import expose, make_session
 from .segments import Segment, SpikeCache
+from . import weights
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def refit_layer(work: onnx.ModelProto, ann: onnx.ModelProto, snn: onnx.ModelProt
 
 def weighted_source(ann: onnx.ModelProto, current: str) -> gs.Node | None:
     """The Conv/Gemm producing ``current`` through single-input affine ops, or None."""
-    graph = gs.import_onnx(ann)
+    graph = weights.import_graph(ann)
     tensor = graph.tensors()[current]
     while tensor.inputs:
         node = tensor.inputs[0]

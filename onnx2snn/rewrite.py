@@ -32,6 +32,7 @@ from .ops.spiking_pool import spiking_max_pool
 from .ops.time_axis import const, to_steps
 from .plan import Plan
 from .thresholds import LayerParams
+from . import weights
 
 
 def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T: int,
@@ -46,7 +47,7 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
     ``..._next`` for every spiking max-pool (see :mod:`.stepwise`)."""
     if stepwise and T != 1:
         raise ValueError("a stepwise model is built for one step (T=1)")
-    graph = gs.import_onnx(model)
+    graph = weights.import_graph(model)
     for tensor in graph.tensors().values():
         if tensor.name in plan.time_major and tensor not in graph.outputs:
             tensor.shape = None  # the ANN's [N, ...] becomes [T*N, ...]; re-inferred at the end
@@ -65,7 +66,7 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
         if spiking_pool and spec is not None and spec.role is Role.MAXPOOL:
             spiking_max_pool(graph, node, T, stepwise)
     graph.cleanup().toposort()
-    snn = gs.export_onnx(graph, do_type_check=False)
+    snn = weights.export_graph(graph)
     restore_output_types(snn, model)
     snn.ir_version = max(model.ir_version, 8)
     if_neuron.install(snn, T)

@@ -14,6 +14,7 @@ import onnx_graphsurgeon as gs
 
 from .config import Config
 from .runtime import make_session
+from . import weights
 
 
 def segment_inputs(model: onnx.ModelProto, output: str, available: set[str]) -> set[str]:
@@ -39,7 +40,7 @@ def cut(model: onnx.ModelProto, outputs: list[str], available: set[str],
     """The part of ``model`` computing ``outputs``, with the tensors in ``available`` (those that
     exist) cut from their producers and fed as extra graph inputs; graph inputs it does not need
     are dropped. ``untyped``: element type given to outputs whose type is unknown."""
-    graph = gs.import_onnx(model)
+    graph = weights.import_graph(model)
     tensors = graph.tensors()
     boundary = [tensors[name] for name in sorted(available) if name in tensors]
     for tensor in boundary:
@@ -49,7 +50,7 @@ def cut(model: onnx.ModelProto, outputs: list[str], available: set[str],
     for tensor in graph.outputs:
         tensor.dtype = tensor.dtype or untyped
     graph.cleanup(remove_unused_graph_inputs=True).toposort()
-    out = gs.export_onnx(graph, do_type_check=False)
+    out = weights.export_graph(graph)
     out.ir_version = model.ir_version
     return out
 

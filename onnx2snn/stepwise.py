@@ -20,6 +20,7 @@ from .rewrite import to_snn
 from .runtime import make_session
 from .segments import cut
 from .thresholds import LayerParams
+from . import weights
 
 
 class StepwiseSNN:
@@ -33,7 +34,7 @@ class StepwiseSNN:
     def __init__(self, ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], config: Config,
                  watch: tuple[str, ...] = ()):
         model = to_snn(ann, plan, params, 1, stepwise=True)
-        graph = gs.import_onnx(model)
+        graph = weights.import_graph(model)
         rates = {n.outputs[0].name: _rate_source(n) for n in graph.nodes if n.name.endswith("/rate")}
         self.states = [t.name for t in graph.inputs if t.name.endswith(("/if/v", "/count", "/max"))]
         self.sources, self.rates = list(dict.fromkeys(rates.values())), rates

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from .. import large
+from .. import weights
 from ..errors import OutputError
 
 
@@ -48,11 +48,15 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os
         raise OutputError(f"output '{path}' is the input model; choose another -o")
     if path.is_dir():
         raise OutputError(f"output '{path}' is a directory; pass a file name such as model.snn.onnx")
-    if large.is_large(model):
-        _save_large(model, path)
+    full = weights.attach(model)  # a light model's weights from its store
+    if weights.is_large(full):
+        if full is model:  # saving with external data changes the proto: work on a copy
+            full = onnx.ModelProto()
+            full.CopyFrom(model)
+        _save_large(full, path)
         return path
     with atomic_write(path) as handle:
-        handle.write(model.SerializeToString())
+        handle.write(full.SerializeToString())
     return path
 
 
@@ -63,7 +67,8 @@ def _save_large(model: onnx.ModelProto, path: Path) -> None:
         raise OutputError(f"output folder '{folder}' does not exist; create it or choose another -o")
     data_name = path.name + ".data"
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as tmp:
-        large.save_external(model, os.path.join(tmp, path.name), data_name)
+        onnx.save_model(model, os.path.join(tmp, path.name), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name, size_threshold=weights.STUB_BYTES)
         for name in (data_name, path.name):  # data first: the model never points to a missing file
             if not os.path.exists(os.path.join(tmp, name)):
                 continue

@@ -42,7 +42,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .. import load
+from .. import load, weights
 from ..errors import ConfigError, UnsupportedModelError
 from ..ops import if_neuron
 from .files import atomic_write
@@ -78,7 +78,7 @@ class _Builder:
         self.nir = import_nir()
         self.model = load.infer_shapes(snn)
         g = self.model.graph
-        self.const = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.const = {i.name: weights.to_array(i) for i in g.initializer}
         for node in g.node:
             if node.op_type == "Constant":
                 self.const[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)

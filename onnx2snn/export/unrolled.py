@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .. import load
+from .. import load, weights
 from ..errors import ConfigError
 from ..ops import if_neuron
 
@@ -100,7 +100,7 @@ def _constant_currents(graph: onnx.GraphProto, T: int) -> dict[str, str]:
     for node in graph.node:
         if node.op_type != "Tile" or node.output[0] not in feeds_if or uses[node.output[0]] != 1:
             continue
-        repeats = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
+        repeats = weights.to_array(inits[node.input[1]]) if node.input[1] in inits else None
         if repeats is not None and repeats.size and repeats[0] == T and (repeats[1:] == 1).all():
             found[node.output[0]] = node.input[0]
     return found
