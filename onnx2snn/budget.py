@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, shape_inference
 
+from .config import parse_size  # noqa: F401 - part of this module's API
 from .errors import ConfigError
-from .plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +45,10 @@ GIB = 1 << 30
 DEFAULT_CAP = 4 * GIB  # the default budget is at most this ...
 DEFAULT_SHARE = 0.5  # ... and at most this share of the memory available when it is set
 SAFETY = 1.4  # measured peaks stay below the estimate times this (docs/scale.md)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10 ** 3, "kib": 1 << 10, "m": 1 << 20, "mb": 10 ** 6,
-          "mib": 1 << 20, "g": GIB, "gb": 10 ** 9, "gib": GIB, "t": 1 << 40, "tb": 10 ** 12, "tib": 1 << 40}
 
 
 class MemoryBudgetError(ConfigError):
     """A run does not fit the memory budget even with one sample and one time step."""
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from ``'2GiB'``, ``'512M'``, ``'1.5 GB'`` or a plain number of bytes."""
-    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
-        return int(text)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise ConfigError(f"memory size '{text}' is not understood; write it like 2GiB, 512MiB or 4G")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def format_size(n: float) -> str:
@@ -149,18 +136,20 @@ class Budget:
         return int((self.limit - self.baseline - held) / SAFETY)
 
     def run_size(self, stage: str, fp: Footprint, samples: int, T: int = 1, max_batch: int | None = None,
-                 held: int = 0) -> RunSize:
+                 held: int = 0, chunkable: bool = True) -> RunSize:
         """The largest run of at most ``max_batch`` samples (and all ``T`` steps, or the largest
-        divisor of T when one sample with all steps does not fit) within :meth:`free`."""
+        divisor of T when one sample with all steps does not fit) within :meth:`free`.
+        ``chunkable=False``: the run cannot be split over time steps (a bare SNN file, whose
+        network is not at hand to be rebuilt for fewer steps)."""
         free = self.free(held)
         cap = max(1, min(samples, max_batch or samples))
         if fp.peak(1, T) <= free:
             per_sample = max(fp.peak(1, T) - fp.fixed, 1)
             size = RunSize(int(min(cap, max(1, (free - fp.fixed) // per_sample))), T, 0)
         else:
-            steps = next((s for s in range(T, 0, -1) if T % s == 0 and fp.peak(1, s) <= free), None)
-            if steps is None:
-                raise self._too_small(stage, fp, held)
+            steps = next((s for s in range(T - 1, 0, -1) if T % s == 0 and fp.peak(1, s) <= free), None)
+            if steps is None or not chunkable:
+                raise self._too_small(stage, fp, held, 1 if chunkable else T, T)
             size = RunSize(1, steps, 0)
         size = dataclasses.replace(size, bytes=fp.peak(size.samples, size.steps))
         self.records.setdefault(stage, []).append(size)
@@ -168,13 +157,20 @@ class Budget:
                   format_size(size.bytes), format_size(free))
         return size
 
-    def _too_small(self, stage: str, fp: Footprint, held: int) -> MemoryBudgetError:
+    def _too_small(self, stage: str, fp: Footprint, held: int, steps: int, T: int) -> MemoryBudgetError:
         name, shape, per_step = fp.widest
-        need = int(SAFETY * fp.peak(1, 1)) + held + self.baseline
+        need = int(SAFETY * fp.peak(1, steps)) + held + self.baseline
+        what = ("one sample" if T == 1 else "one sample at one time step" if steps == 1
+                else f"one sample with its {steps} time steps")
+        per = "per sample" if T == 1 else "per sample and step"
+        parts = [f"{format_size(self.baseline)} in use when the conversion started"]
+        if held:
+            parts.append(f"{format_size(held)} held by the stage besides its runs")
+        if name:
+            parts.append(f"its widest tensor, '{name}' {list(shape)}, takes {format_size(per_step)} {per}")
         return MemoryBudgetError(
-            f"{stage}: one sample at one time step needs about {format_size(need)} (its widest tensor, "
-            f"'{name}' {list(shape)}, takes {format_size(per_step)} per sample and step), more than the "
-            f"memory limit of {format_size(self.limit)}; raise --memory-limit to at least {format_size(need)}")
+            f"{stage}: {what} needs about {format_size(need)} ({'; '.join(parts)}), more than the memory "
+            f"limit of {format_size(self.limit)}; raise --memory-limit to at least {format_size(need)}")
 
     def report(self) -> dict:
         """The limit, the baseline and, per stage, the run sizes chosen (JSON-ready)."""
@@ -187,26 +183,28 @@ class Budget:
         return {"limit": self.limit, "baseline": self.baseline, "stages": stages}
 
 
-def footprint(model: onnx.ModelProto, outputs: list[str], inputs: list[str] | None = None,
-              plan: Plan | None = None, counting: bool = False) -> Footprint:
-    """Live bytes per node of a run of ``model`` (the normalised ANN, shapes inferred) computing
-    ``outputs`` from ``inputs`` (default: the graph inputs). With ``plan`` the run is the SNN's:
-    the plan's time-major tensors have a row per sample and step; ``counting``: spikes are counted
-    (the evaluation's counters). Tensors of unknown shape count as the largest input of their node."""
+def footprint(model: onnx.ModelProto, outputs: list[str] | None = None, steps: int = 1,
+              spikes: frozenset[str] | set[str] = frozenset()) -> Footprint:
+    """Live bytes per node of one run of ``model`` as it is run (an ANN with exposed outputs, a
+    converted SNN for ``steps`` time steps, a segment of one, a kernel) computing ``outputs``
+    (default: all of them). ``spikes``: the graph inputs that are spike trains (``steps`` rows per
+    sample). Sizes come from shape inference on one sample: a tensor with one row per sample is
+    held once, one with more rows (the T*B rows of spike trains) once per time step. An IFNeuron
+    also holds a copy of its current inside its loop. Tensors of unknown shape count as the
+    largest input of their node."""
     graph = model.graph
-    shapes = _sample_bytes(model)
+    outputs = list(outputs) if outputs is not None else [o.name for o in graph.output]
     constants = {t.name for t in graph.initializer}
-    feeds = list(inputs) if inputs is not None else [i.name for i in graph.input if i.name not in constants]
+    feeds = [i.name for i in graph.input if i.name not in constants]
+    sizes = _one_sample(model, {name: steps if name in spikes else 1 for name in feeds})
     nodes = _needed(graph, outputs, set(feeds))
-    time_major = set(plan.time_major) if plan else set()
-    repeated = _repeated(nodes, plan) if plan else set()
     end = len(nodes)
     start = {name: 0 for name in feeds}
-    last = {name: end for name in list(feeds) + list(outputs)}
+    last = {name: end for name in feeds + outputs}
     for i, node in enumerate(nodes):
         for name in node.input:
-            if name in start and name not in outputs and name not in feeds:
-                last[name] = max(last.get(name, i), i)
+            if name in last and last[name] < end:
+                last[name] = max(last[name], i)
         for name in node.output:
             if name:
                 start.setdefault(name, i)
@@ -214,29 +212,19 @@ def footprint(model: onnx.ModelProto, outputs: list[str], inputs: list[str] | No
     static, dynamic = np.zeros(end + 1), np.zeros(end + 1)
     widest = ("", (), 0)
     for name, first in start.items():
-        if name in constants:
-            continue
-        shape, size = shapes.get(name) or _guess(name, nodes, shapes)
-        span = slice(first, last[name] + 1)
-        # a fetched output is copied out of onnxruntime's blocked layout where it is made; a feed
-        # is copied into it where it is first read
-        copy = slice(first, first + 1) if name in outputs or name in feeds else slice(0, 0)
-        if name in time_major or name in repeated:
-            dynamic[span] += size
-            dynamic[copy] += size
-        if name not in time_major:
-            static[span] += size
-            static[copy] += size
-        if (name in time_major) == bool(plan) and size > widest[2]:
-            widest = (name, shape, size)
-    layers = {layer.name: layer for layer in plan.layers} if plan else {}
-    pools = set(plan.time_batched) if plan else set()
+        shape, size = sizes.get(name) or _guess(name, nodes, sizes)
+        timed = steps > 1 and bool(shape) and shape[0] > 1
+        per = size / steps if timed else size
+        target = dynamic if timed else static
+        target[first:last[name] + 1] += per
+        if name in outputs or name in feeds:
+            target[first] += per  # copied out of (into) onnxruntime's blocked layout where made (read)
+        if per > widest[2] and (timed or steps == 1):
+            widest = (name, shape[1:], int(per))
     for i, node in enumerate(nodes):
-        if node.name in layers:
-            current = shapes.get(layers[node.name].current, ((), 0))[1]
-            dynamic[i] += current * (2.25 if counting else 1.0)  # the loop's copy (+ count buffers)
-        elif node.name in pools and node.op_type in ("MaxPool", "GlobalMaxPool"):
-            dynamic[i] += shapes.get(node.input[0], ((), 0))[1] + 3 * shapes.get(node.output[0], ((), 0))[1]
+        if node.op_type == "IFNeuron":  # the loop's copy of its current
+            shape, size = sizes.get(node.input[0]) or _guess(node.input[0], nodes, sizes)
+            dynamic[i] += size / steps
     return Footprint(static, dynamic, _im2col_bytes(nodes, model), widest)
 
 
@@ -254,21 +242,26 @@ def _needed(graph: onnx.GraphProto, outputs: list[str], available: set[str]) -> 
     return [graph.node[i] for i in sorted(keep)]
 
 
-def _repeated(nodes, plan: Plan) -> set[str]:
-    """Batch-dependent tensors computed once and repeated T times for time-batched nodes or IF
-    layers (the rewrite's Tile): they are also held with a row per sample and step."""
-    readers = set(plan.time_batched) | {layer.name for layer in plan.layers}
-    return {name for node in nodes if node.name in readers for name in node.input
-            if name and name not in plan.dynamic}
-
-
-def _sample_bytes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], int]]:
-    """Per tensor with a known shape: (shape of one sample, bytes of one sample)."""
+def _one_sample(model: onnx.ModelProto, rows: dict[str, int]) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Shape inference with each graph input's batch axis set to ``rows[name]``: per tensor of
+    known shape, (shape of one sample's rows, bytes)."""
+    from . import weights
+    sample = weights.stub_copy(model)
+    for value in sample.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if value.name in rows and len(dims):
+            dims[0].Clear()
+            dims[0].dim_value = rows[value.name]
+    del sample.graph.value_info[:]
+    try:
+        sample = shape_inference.infer_shapes(sample, strict_mode=False, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - sizes are then guessed from neighbours
+        log.debug("shape inference for the memory estimate failed: %s", exc)
     out = {}
-    g = model.graph
+    g = sample.graph
     for v in list(g.value_info) + list(g.input) + list(g.output):
         t = v.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in t.shape.dim[1:]]
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in t.shape.dim]
         if not t.elem_type or not t.HasField("shape") or any(d <= 0 for d in dims):
             continue
         itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
@@ -276,23 +269,22 @@ def _sample_bytes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], in
     return out
 
 
-def _guess(name: str, nodes, shapes) -> tuple[tuple[int, ...], int]:
+def _guess(name: str, nodes, sizes) -> tuple[tuple[int, ...], int]:
     """Size of a tensor whose shape is unknown: the largest known input of the node making it."""
     node = next((n for n in nodes if name in n.output), None)
-    known = [shapes[i] for i in (node.input if node is not None else ()) if i in shapes]
-    return max(known, key=lambda s: s[1]) if known else ((), 4)
+    known = [sizes[i] for i in (node.input if node is not None else ()) if i in sizes]
+    return max(known, key=lambda s: s[1]) if known else ((1,), 4)
 
 
 def _im2col_bytes(nodes, model: onnx.ModelProto) -> int:
-    """The largest im2col buffer of one image over the convolutions of the run."""
+    """The largest im2col buffer of one image over the convolutions of the run (from the
+    weights' dims and the model's inferred output shapes)."""
     dims = {t.name: list(t.dims) for t in model.graph.initializer}
-    shapes = _sample_bytes(model)
+    spatial = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim[2:]] for v in model.graph.value_info}
     best = 0
     for node in nodes:
-        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in dims:
-            continue
-        w = dims[node.input[1]]
-        out = shapes.get(node.output[0])
-        if out and len(w) >= 3:
-            best = max(best, int(np.prod(w[1:])) * int(np.prod(out[0][1:])) * 4)
+        w = dims.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        out = spatial.get(node.output[0])
+        if w and len(w) >= 3 and out and all(d > 0 for d in out):
+            best = max(best, int(np.prod(w[1:])) * int(np.prod(out)) * 4)
     return best

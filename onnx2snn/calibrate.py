@@ -15,9 +15,14 @@ cached, with a_l the ANN activation and r_l = theta * (spike count) / T the SNN 
    the cached ones (bit-packed) as later layers' input.
 
 Because each layer is fitted to the spikes it will really receive, errors of earlier layers are
-compensated instead of accumulated. No gradients, no change of the user's weights. Each layer's
-segment computes its currents once and they are kept while they fit in ``CURRENT_CACHE_BYTES``;
-beyond that they are recomputed for each pass (search prefix, measure, commit). Cost per layer:
+compensated instead of accumulated. No gradients, no change of the user's weights.
+
+Memory: every pass runs over blocks of samples (and of time steps, when one sample's T steps do not
+fit), sized by the memory budget (:mod:`.budget`) from the layer's segment and the IF kernel; the
+spike trains are held in memory while a quarter of the budget allows, else on disk
+(:class:`.segments.SpikeStore`). A layer's currents are kept while they fit in
+``CURRENT_CACHE_BYTES`` and another quarter of the budget; beyond that they are recomputed for each
+pass (search prefix, measure, commit). Results do not depend on the blocks. Cost per layer:
 about one segment run, one IF simulation of the calibration set (:mod:`.if_kernel`) plus one more
 if the correction is kept, and 13 IF simulations of the search set (8 scales, 4 alphas -- the
 fifth is the best scale itself --, the correction), each returning only its per-neuron squared
@@ -35,16 +40,18 @@ import logging
 import numpy as np
 import onnx
 
+from . import weights
+from .budget import Budget, MemoryBudgetError, footprint
 from .config import Config, Granularity
 from .data import Dataset
 from .evaluation import score_output
+from .if_kernel import IFKernel, workers
 from .plan import Plan
 from .progress import progress
-from .rewrite import to_snn
-from .if_kernel import IFKernel
 from .refit import refit_layer
-from .segments import Segment, SpikeCache, segment_inputs
-from .targets import Targets, ann_targets
+from .rewrite import build
+from .segments import Block, Segment, SpikeStore, block_feeds, blocks, segment_inputs
+from .targets import SEARCH_NEURONS, Targets, ann_targets
 from .thresholds import LayerParams
 
 log = logging.getLogger(__name__)
@@ -70,7 +77,7 @@ class LayerFit:
 class Phase2:
     """Phase 2's result: parameters per layer, what was done per layer, the ANN to rewrite
     (``ann`` itself, or a copy with refitted weights), and on the search set the score output
-    ``score`` of the ANN and of the calibrated SNN (from the cached spikes, no extra SNN run)."""
+    ``score`` of the ANN and of the calibrated SNN (from the stored spikes, no extra SNN run)."""
 
     params: dict[str, LayerParams]
     fits: list[LayerFit]
@@ -81,83 +88,156 @@ class Phase2:
 
 
 def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], calib: Dataset,
-           config: Config) -> Phase2:
+           config: Config, budget: Budget | None = None) -> Phase2:
     """Calibrated parameters for every layer of ``plan`` (see module docstring)."""
+    budget = budget or Budget(config.memory_limit)
     calib = calib.head(config.phase2_samples)
-    work, snn = ann, to_snn(ann, plan, params, config.T)
+    work, (snn, _) = ann, build(ann, plan, params, config.T)
     score = score_output(ann)
-    targets = ann_targets(ann, plan, calib, config, score=score)
-    batches = list(calib.batches(config.batch_size))
+    targets = ann_targets(ann, plan, calib, config, score=score, budget=budget)
     names = [layer.output for layer in plan.layers]
     needs = [segment_inputs(snn, layer.current, set(names[:i])) for i, layer in enumerate(plan.layers)]
     needs.append(segment_inputs(snn, score, set(names)))  # the score output, read at the end
     last_use = {n: max([i for i, inputs in enumerate(needs) if n in inputs], default=-1) for n in names}
-    cache, fitted, fits = SpikeCache(), dict(params), []
+    held = targets.nbytes + _search_bytes(targets, config)
+    store = SpikeStore(len(calib), config.T, ram=max(0, budget.free(held)) // 4)
+    fitted, fits = dict(params), []
     with IFKernel(config.T, config) as kernel:
-        for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
-            refit = None
-            if config.refit_weights:
-                refit = refit_layer(work, ann, snn, layer.current, plan.time_major, set(names[:i]), batches,
-                                    cache, config)
-                if refit is not None:
-                    work, snn = refit, to_snn(refit, plan, params, config.T)
-            segment = Segment(snn, layer.current, set(names[:i]), config)
-            fitter = _LayerFitter(segment, batches, cache, targets, layer.name, config,
-                                  constant=layer.current not in plan.time_major, kernel=kernel)
-            fitted[layer.name], fit = fitter.fit(params[layer.name], layer.output)
-            fits.append(dataclasses.replace(fit, refit=refit is not None))
-            log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
-            for name in names[: i + 1]:
-                if last_use[name] <= i:
-                    cache.drop(name)
-    snn_scores = _search_scores(Segment(snn, score, set(names), config), batches, cache, len(targets.scores))
+        try:
+            for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
+                refit = None
+                if config.refit_weights:
+                    refit = refit_layer(work, ann, snn, layer.current, plan.time_major, set(names[:i]), calib,
+                                        store, config, budget, held)
+                    if refit is not None:
+                        work, snn = refit, build(refit, plan, params, config.T)[0]
+                store.create(layer.output, targets.layer(layer.name).shape, np.float32)
+                runs = _LayerRuns(work, plan, params, snn, layer, set(names[:i]), calib, store, config, budget,
+                                  held)
+                fitter = _LayerFitter(runs, targets, layer.name, config, kernel)
+                fitted[layer.name], fit = fitter.fit(params[layer.name], layer.output)
+                fits.append(dataclasses.replace(fit, refit=refit is not None))
+                log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
+                for name in names[: i + 1]:
+                    if last_use[name] <= i:
+                        store.drop(name)
+                store.release()
+                kernel.release()
+            rows = len(targets.scores)
+            snn_scores = _search_scores(snn, score, set(names), calib.head(rows), store, config, budget, held)
+        finally:
+            store.close()
     return Phase2(fitted, fits, work, score, targets.scores, snn_scores)
 
 
-def _search_scores(segment: Segment, batches, cache: SpikeCache, rows: int) -> np.ndarray:
-    """The calibrated SNN's output on the first ``rows`` samples, computed from the cached spikes."""
-    return _first_rows((segment.run_cached(feed, cache, b) for b, (_, feed) in enumerate(batches)), rows)
+def _search_bytes(targets: Targets, config: Config) -> int:
+    """The search set's currents and the search kernels' temporaries (per worker), for the widest layer."""
+    rows = max((t.sample.shape[0] for t in targets.layers.values()), default=0)
+    per_step = rows * min(SEARCH_NEURONS, max((t.sample.shape[1] for t in targets.layers.values()), default=0)) * 4
+    return per_step * (config.T + 1) + 8 * per_step * workers(config)
 
 
-def _first_rows(parts, rows: int, axis: int = 0) -> np.ndarray:
-    """The first ``rows`` entries along ``axis`` of the arrays ``parts`` yields, concatenated;
-    ``parts`` (e.g. a generator running a segment per batch) is not read further than needed."""
-    taken, have = [], 0
-    for part in parts:
-        taken.append(part[(slice(None),) * axis + (slice(0, rows - have),)])
-        have += taken[-1].shape[axis]
-        if have >= rows:
-            break
-    return np.concatenate(taken, axis=axis)
+def _search_scores(snn, score: str, available: set[str], data: Dataset, store: SpikeStore, config: Config,
+                   budget: Budget, held: int) -> np.ndarray:
+    """The calibrated SNN's output on ``data`` (the search samples), computed from the stored spikes.
+    Its runs hold all T steps (the readout sums them)."""
+    segment = Segment(snn, score, available, config)
+    spikes = frozenset(n for n in segment.inputs if n in store)
+    size = budget.run_size("phase 2 (network output)", footprint(segment.model, [score], config.T, spikes),
+                           len(data), config.T, config.batch_size, held + store.ram_bytes, chunkable=False)
+    parts = []
+    for block in blocks(len(data), config.T, size.samples, config.T):
+        feeds = block_feeds(data, block, store, segment.inputs)
+        parts.append(segment.run(feeds))
+    return np.concatenate(parts)
+
+
+class _LayerRuns:
+    """A layer's input current on the phase-2 samples, block by block, in blocks sized by the budget.
+
+    The blocks hold all T steps when a sample's do fit, else chunks of steps (the segment then
+    comes from the SNN built for that many steps with its spiking max-pools' state carried). A
+    current that does not depend on spikes (direct encoding) is computed once per sample range
+    (``steps`` 1). Currents are kept in memory while they fit (module docstring)."""
+
+    def __init__(self, ann, plan, params, snn, layer, available, calib, store, config, budget, held):  # noqa: PLR0913
+        self.calib, self.store, self.config = calib, store, config
+        self.constant = layer.current not in plan.time_major
+        self.neurons = store.neurons(layer.output)
+        fixed = held + store.ram_bytes
+        self.room = min(CURRENT_CACHE_BYTES, max(0, budget.free(fixed)) // 4)
+        segment = Segment(snn, layer.current, available, config)
+        size = self._size(segment, budget, fixed, config.T)
+        if size.steps < config.T and self.room:  # the kept currents give way first
+            self.room = 0
+            size = self._size(segment, budget, fixed, config.T)
+        if size.steps < config.T:
+            segment, size = self._chunked(ann, plan, params, layer, available, budget, fixed, size.steps)
+        self.segment, self.size = segment, size
+        self.blocks = blocks(len(calib), config.T, size.samples, size.steps)
+        self._kept: dict[Block, np.ndarray] = {}
+
+    def _chunked(self, ann, plan, params, layer, available, budget, fixed, most: int):
+        """The segment of the SNN built for the largest divisor of T up to ``most`` steps that fits
+        (its spiking max-pools carry their state), and its run size."""
+        for steps in [d for d in range(most, 0, -1) if self.config.T % d == 0]:
+            model, record = build(ann, plan, params, steps, stateful=True)
+            segment = Segment(model, layer.current, available, self.config, states=record.states)
+            try:
+                return segment, self._size(segment, budget, fixed, steps, chunkable=False)
+            except MemoryBudgetError:
+                if steps == 1:
+                    raise
+        raise AssertionError("unreachable: one step returns or raises above")
+
+    def _size(self, segment: Segment, budget: Budget, fixed: int, steps: int, chunkable: bool = True):
+        """Blocks for the segment plus what the kernel and the store hold per sample: the
+        kernel's step temporaries and, per step, the unpacked input bits, the spikes and their
+        transposed copy for packing."""
+        spikes = frozenset(n for n in segment.inputs if n in self.store)
+        fp = footprint(segment.model, [segment.output, *segment.states.values()], steps, spikes)
+        n_in = sum(self.store.neurons(name) for name in spikes)
+        fp = fp.plus(static=32 * self.neurons, dynamic=n_in + 2.2 * self.neurons)
+        held = fixed + weights.weight_bytes(segment.model) + self.room
+        return budget.run_size("phase 2", fp, len(self.calib), steps, self.config.batch_size, held, chunkable)
+
+    def __iter__(self):
+        """(block, current [steps, samples, *shape]; steps 1 for a constant current)."""
+        state, last = {}, None
+        for block in self.blocks:
+            if block in self._kept:
+                yield block, self._kept[block]
+                continue
+            if block.t0 == 0:
+                state, last = {}, None
+            if self.constant and last is not None:
+                current = last  # a constant current: one per sample range
+            else:
+                feeds = block_feeds(self.calib, block, self.store, self.segment.inputs)
+                if self.segment.states:
+                    current, state = self.segment.run(feeds, state)
+                else:
+                    current = self.segment.run(feeds)
+                current = last = current.reshape(1 if self.constant else block.steps, block.samples,
+                                                 *current.shape[1:])
+            if current.nbytes <= self.room:
+                self._kept[block] = current
+                self.room -= current.nbytes
+            yield block, current
+
+    def clear(self) -> None:
+        self._kept.clear()
 
 
 class _LayerFitter:
-    """Search, correct and commit one layer, reading its currents batch by batch."""
+    """Search, correct and commit one layer, reading its currents block by block."""
 
-    def __init__(self, segment, batches, cache, targets: Targets, name, config: Config, constant: bool,  # noqa: PLR0913
-                 kernel):
-        self.segment, self.batches, self.cache, self.config = segment, batches, cache, config
+    def __init__(self, runs: _LayerRuns, targets: Targets, name: str, config: Config, kernel: IFKernel):
+        self.runs, self.config, self.kernel = runs, config, kernel
         self.T, self.target = config.T, targets.layer(name)
-        self.steps = 1 if constant else config.T  # a constant current is kept once, not T times
+        self.steps = 1 if runs.constant else config.T  # a constant current is kept once, not T times
         self.per_channel = config.granularity is Granularity.CHANNEL
-        self.kernel = kernel
-        self._kept: dict[int, np.ndarray] = {}
-        self._budget = CURRENT_CACHE_BYTES
         self._total = None  # sum over the T steps of the search currents (set by ``fit``)
-
-    def currents(self):
-        """Yield (batch index, currents [steps, B, *shape]), steps = T, or 1 for a current that is
-        the same at every step (direct encoding); kept in memory while they fit the budget."""
-        for b, (_, feed) in enumerate(self.batches):
-            if b in self._kept:
-                yield b, self._kept[b]
-                continue
-            current = self.segment.run_cached(feed, self.cache, b)
-            current = current.reshape(self.steps, -1, *current.shape[1:])
-            if current.nbytes <= self._budget:
-                self._kept[b] = current
-                self._budget -= current.nbytes
-            yield b, current
 
     def fit(self, p1: LayerParams, name: str) -> tuple[LayerParams, LayerFit]:
         """Search, measure E[rate] with the searched parameters, correct, and commit the
@@ -169,20 +249,29 @@ class _LayerFitter:
         sse_c = self._sse(search, [corrected])[0]
         better = sse_c < sse_s * (1 - 1e-9)  # by more than float64 summation order
         final = corrected if better else searched
-        if better:  # else the spikes cached by the measure pass are the layer's
+        if better:  # else the spikes stored by the measure pass are the layer's
             self._commit(name, final)
-        self._kept.clear()
+        self.runs.clear()
         size = self.target.sample.size
         return final, LayerFit(self.target.name, sse1 / size, sse_s / size, (sse_c if better else sse_s) / size,
                                better)
 
     def _search_currents(self) -> np.ndarray:
-        """Currents of the search samples at the search neurons: [T, S, n]."""
-        index = self.target.index
+        """Currents of the search samples at the search neurons: [T (or 1), S, n], gathered from
+        the blocks that hold search samples."""
+        index, rows = self.target.index, self.target.sample.shape[0]
         every = index.size == int(np.prod(self.target.shape))  # search_neurons gives arange(n) then
-        flat = (c.reshape(self.steps, c.shape[1], -1) for _, c in self.currents())
-        return _first_rows((f if every else np.take(f, index, axis=2) for f in flat),
-                           self.target.sample.shape[0], axis=1)
+        out = np.empty((self.steps, rows, index.size), np.float32)
+        for block, current in self.runs:
+            if block.start >= rows:
+                break
+            if self.runs.constant and block.t0:
+                continue
+            take = min(block.stop, rows) - block.start
+            flat = current[:, :take].reshape(current.shape[0], take, -1)
+            t = slice(0, 1) if self.runs.constant else slice(block.t0, block.t1)
+            out[t, block.start:block.start + take] = flat if every else np.take(flat, index, axis=2)
+        return out
 
     def _at(self, value):
         """A per-layer/channel/neuron parameter at the search neurons (None stays None)."""
@@ -246,21 +335,24 @@ class _LayerFitter:
 
     def _measure(self, name: str, p: LayerParams) -> np.ndarray:
         """E[r] per neuron over all calibration samples with parameters ``p``; the spikes are
-        cached as the layer's (``_commit`` replaces them if the correction is kept)."""
-        return self._cache_spikes(name, p) * (np.asarray(p.threshold, np.float64) / self.T)
+        stored as the layer's (``_commit`` replaces them if the correction is kept)."""
+        return self._store_spikes(name, p) * (np.asarray(p.threshold, np.float64) / self.T)
 
     def _commit(self, name: str, p: LayerParams) -> None:
-        """Cache the layer's spikes with ``p`` as later layers' input, replacing the measured ones."""
-        self._cache_spikes(name, p)
+        """Store the layer's spikes with ``p`` as later layers' input, replacing the measured ones."""
+        self._store_spikes(name, p)
 
-    def _cache_spikes(self, name: str, p: LayerParams) -> np.ndarray:
-        """Simulate the layer with ``p`` on every calibration batch, cache its spikes (bit-packed)
-        and return the mean spike count per neuron."""
-        total, n = np.zeros(self.target.shape, np.float64), 0
+    def _store_spikes(self, name: str, p: LayerParams) -> np.ndarray:
+        """Simulate the layer with ``p`` on every block (the potential carried from one chunk of
+        steps to the next), store its spikes (bit-packed) and return the mean spike count per
+        neuron (counts are integers: their float64 sum is exact in any order)."""
+        total, n, v = np.zeros(self.target.shape, np.float64), 0, None
         theta = np.asarray(p.threshold, np.float32)
-        for b, current in self.currents():
-            count, fired = self.kernel.run(current, p.threshold, p.v0, p.bias, keep=True)
+        for block, current in self.runs:
+            start = p.v0 if block.t0 == 0 else v
+            count, fired, v = self.kernel.run(current, p.threshold, start, p.bias, keep=True, steps=block.steps,
+                                              potential=True)
             total += count.sum(axis=0)
-            n += current.shape[1]
-            self.cache.put(name, b, fired, theta.astype(current.dtype))
+            n += block.samples if block.t1 == self.T else 0
+            self.runs.store.put(name, block, fired, theta.astype(current.dtype))
         return total / n

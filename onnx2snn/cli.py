@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=None,
                    help="initial potential v(0) = alpha * threshold (default: 0.5; 0 for max and percentile; "
                         "a clip-floor (QCFS) layer keeps its trained shift)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per onnxruntime call")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="at most this many samples per onnxruntime run (fewer when the memory limit asks)")
+    p.add_argument("--memory-limit", metavar="SIZE", default=None,
+                   help="memory budget of the conversion, e.g. 2GiB or 512MiB: every onnxruntime run is sized "
+                        "to fit it, over samples and, if need be, time steps; results do not depend on it "
+                        "(default: the smaller of 4 GiB and half of the memory available)")
     p.add_argument("--calib-samples", type=int, default=None,
                    help="use at most this many calibration samples (default: all)")
     p.add_argument("--score-output", default=None,
@@ -146,7 +151,7 @@ def _run(args) -> dict:
                     alpha=args.alpha, batch_size=args.batch_size, refit_weights=args.refit_weights,
                     granularity=args.granularity,
                     calib_samples=args.calib_samples, threads=args.threads,
-                    providers=tuple(args.provider) if args.provider else None)
+                    providers=tuple(args.provider) if args.provider else None, memory_limit=args.memory_limit)
     model = Path(args.model)
     output = Path(args.output) if args.output else model.with_name(model.stem + ".snn.onnx")
     _check_outputs(args, model, output)

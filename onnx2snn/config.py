@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 
 import onnxruntime as ort
 
 from .errors import ConfigError
 
 MAX_T = 4096
+MIN_MEMORY = 64 << 20  # a budget below this cannot hold Python, onnxruntime and one run
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10 ** 3, "kib": 1 << 10, "m": 1 << 20, "mb": 10 ** 6,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 10 ** 9, "gib": 1 << 30, "t": 1 << 40, "tb": 10 ** 12, "tib": 1 << 40}
 
 
 class Method(enum.Enum):
@@ -73,6 +77,9 @@ class Config:
             runs this many candidates side by side (None: one per CPU).
         providers: onnxruntime execution providers in order of preference (None: all that this
             onnxruntime build offers, in its order).
+        memory_limit: memory budget of the conversion in bytes (or a size such as "2GiB"); every
+            onnxruntime run is sized to fit it (:mod:`.budget`). None: the smaller of 4 GiB and half
+            of the memory available when the conversion starts. Results do not depend on it.
     """
 
     T: int = 16
@@ -88,6 +95,7 @@ class Config:
     histogram_bins: int = 2048
     threads: int | None = None
     providers: tuple[str, ...] | None = None
+    memory_limit: int | None = None
 
     def __post_init__(self):
         if isinstance(self.granularity, str):
@@ -114,6 +122,9 @@ class Config:
         _check_int("histogram_bins", self.histogram_bins, 16, 1 << 20, "e.g. 2048")
         if self.threads is not None:
             _check_int("threads", self.threads, 1, 1024, "e.g. --threads 2")
+        if self.memory_limit is not None:
+            object.__setattr__(self, "memory_limit", parse_size(self.memory_limit))
+            _check_int("memory_limit", self.memory_limit, MIN_MEMORY, 1 << 50, "e.g. --memory-limit 2GiB")
         if self.providers is not None:
             object.__setattr__(self, "providers", tuple(self.providers))
             available = ort.get_available_providers()
@@ -152,3 +163,14 @@ def _check_float(name, value, low, high, hint, low_open=False):
     if value > high or value < low or (low_open and value == low):
         bracket = "(" if low_open else "["
         raise ConfigError(f"{name}={value} is out of range {bracket}{low}, {high}]; {hint}")
+
+
+def parse_size(text) -> int:
+    """Bytes from ``'2GiB'``, ``'512M'``, ``'1.5 GB'`` or a plain number of bytes (K/M/G/T alone
+    are binary units)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise ConfigError(f"memory size '{text}' is not understood; write it like 2GiB, 512MiB or 4G")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])

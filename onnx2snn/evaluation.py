@@ -20,7 +20,9 @@ from .config import Config
 from .data import Dataset, as_dataset
 from .errors import DataError
 from .ops import if_neuron
-from .runtime import add_spike_counters, make_session, run_batches
+from .budget import Budget
+from .runtime import run
+from .stepwise import run_snn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,26 +70,17 @@ def score_output(model: onnx.ModelProto, requested: str | None = None) -> str:
 
 
 def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, data, config: Config,
-             score: str | None = None) -> Evaluation:
-    """Run ANN and SNN on ``data`` (a Dataset, arrays or a data path) and compare them."""
+             score: str | None = None, budget: Budget | None = None, source: tuple | None = None) -> Evaluation:
+    """Run ANN and SNN on ``data`` (a Dataset, arrays or a data path) and compare them, in runs
+    sized by ``budget`` (default: ``config``'s). ``source`` = (ann, plan, params) of the SNN lets a
+    run that cannot hold one sample's T steps go in chunks of steps (see :mod:`.stepwise`)."""
+    budget = budget or Budget(config.memory_limit)
     data = as_dataset(data, ann, "test data")
     name = score_output(ann, score)
-    ann_scores = _scores(make_session(ann, config), data, config, name, "ANN")
-    counted, counters = add_spike_counters(snn)
-    session = make_session(counted, config)
-    names = [name] + [n for pair in counters.values() for n in pair]
-    chunks, totals = [], np.zeros((len(counters), 2))
-    for _, values in run_batches(session, data, config.batch_size, names, "SNN"):
-        chunks.append(values[name])
-        totals += np.reshape([[values[c].sum(dtype=np.float64), values[s]] for c, s in counters.values()], (-1, 2))
-    snn_scores = np.concatenate(chunks)
-    rates = {layer[: -len("/if")]: float(t[0] / t[1]) if t[1] else 0.0
-             for layer, t in zip(counters, totals)}
-    return compare(data, name, ann_scores, snn_scores, rates)
-
-
-def _scores(session, data, config, name, desc):
-    return np.concatenate([v[name] for _, v in run_batches(session, data, config.batch_size, [name], desc)])
+    ann_scores = run(ann, data, config, [name], "ANN", budget)[name]
+    result = run_snn(snn, data, config, [name], budget, "SNN", count=True, source=source)
+    rates = {node[: -len("/if")]: rate for node, rate in result.firing_rates().items()}
+    return compare(data, name, ann_scores, result.outputs[name], rates)
 
 
 def compare(data: Dataset, name: str, ann_scores: np.ndarray, snn_scores: np.ndarray,

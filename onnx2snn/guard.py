@@ -29,7 +29,8 @@ from .calibrate import Phase2
 from .evaluation import Evaluation, compare
 from .plan import Plan
 from .rewrite import to_snn
-from .runtime import run
+from .budget import Budget
+from .stepwise import run_snn
 from .thresholds import LayerParams
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Phase2Check:
 
 
 def check_phase2(ann: onnx.ModelProto, plan: Plan, p1: dict[str, LayerParams], result: Phase2,
-                 calib: Dataset, config: Config) -> Phase2Check:
+                 calib: Dataset, config: Config, budget: Budget | None = None) -> Phase2Check:
     """Compare the phase-1 SNN of ``ann`` with phase 2's ``result`` on the search-set samples.
 
     Phase 2 already carries its SNN's and the ANN's scores on those samples (computed from its
@@ -59,7 +60,9 @@ def check_phase2(ann: onnx.ModelProto, plan: Plan, p1: dict[str, LayerParams], r
         log.debug("network check: phase 2 agrees with the ANN on %d of %d samples; phase 1 could not do "
                   "clearly better, so it is not run", round(two.agreement * len(data)), len(data))
         return Phase2Check(None, two.agreement, None, two.output_rmse, True)
-    snn1 = run(to_snn(ann, plan, p1, config.T), data, config, [result.score], "phase-1 SNN")[result.score]
+    budget = budget or Budget(config.memory_limit)
+    snn1 = run_snn(to_snn(ann, plan, p1, config.T), data, config, [result.score], budget, "network check",
+                   source=(ann, plan, p1)).outputs[result.score]
     one = compare(data, result.score, result.ann_scores, snn1)
     kept = not _better(one, two, len(data))
     if not kept:

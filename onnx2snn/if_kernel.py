@@ -69,9 +69,11 @@ def _model(nodes, inputs: list[str], outputs: list[tuple[str, int]], opset: int,
 
 def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17) -> onnx.ModelProto:
     """Inputs ``x0`` .. ``x{T-1}`` (or only ``x0`` when ``constant``), ``threshold``, ``v0`` and
-    (with ``bias``) ``bias``; outputs ``C`` and (with ``keep``) ``F``. Dynamic shapes."""
-    nodes, inputs, _ = _steps(T, constant, bias, True, opset)
-    outputs = [("C", TensorProto.FLOAT)]
+    (with ``bias``) ``bias``; outputs ``C``, ``V`` (the potential after the last step, from which a
+    run in chunks of steps continues) and (with ``keep``) ``F``. Dynamic shapes."""
+    nodes, inputs, v = _steps(T, constant, bias, True, opset)
+    nodes.append(helper.make_node("Identity", [v], ["V"]))
+    outputs = [("C", TensorProto.FLOAT), ("V", TensorProto.FLOAT)]
     if keep:
         nodes.append(helper.make_node("Concat", [f"f{t}" for t in range(T)], ["F"], axis=0))
         outputs.append(("F", TensorProto.BOOL))
@@ -130,13 +132,23 @@ class IFKernel:
         if self._pool is not None:
             self._pool.shutdown()
 
-    def run(self, current: np.ndarray, theta, v0, bias=None, keep: bool = False):
-        """Spike counts [B, ...] of IF neurons driven by ``current`` ([T, B, ...], or [1, B, ...]
-        for a current that is the same at every step) plus ``bias`` at every step, and (``keep``)
-        the spikes as booleans [T*B, ...]; else None."""
-        session = self._session("run", current, bias is not None, keep=keep)
-        outs = session.run(["C", "F"] if keep else ["C"], self._feeds(current, theta, v0, bias))
-        return outs[0], (outs[1] if keep else None)
+    def run(self, current: np.ndarray, theta, v0, bias=None, keep: bool = False, steps: int | None = None,
+            potential: bool = False):
+        """Spike counts [B, ...] of IF neurons driven by ``current`` ([steps, B, ...], or [1, B, ...]
+        for a current that is the same at every step) plus ``bias`` at every step, from potential
+        ``v0``, over ``steps`` steps (default T), and (``keep``) the spikes as booleans
+        [steps*B, ...], else None; with ``potential`` also the potential after the last step."""
+        steps = steps or self.T
+        session = self._session("run", current, bias is not None, keep=keep, steps=steps)
+        names = ["C", "F"] if keep else ["C"]
+        outs = session.run(names + (["V"] if potential else []), self._feeds(current, theta, v0, bias))
+        result = (outs[0], outs[1] if keep else None)
+        return result + (outs[-1],) if potential else result
+
+    def release(self) -> None:
+        """Drop the sessions of :meth:`run` (and their arenas, sized by the last layer's runs)."""
+        with self._lock:
+            self._sessions = {k: v for k, v in self._sessions.items() if k[0] != "run"}
 
     def total(self, current: np.ndarray) -> np.ndarray:
         """X = the sum over the T steps of ``current`` as in :meth:`run` (a one-step current counts
@@ -162,15 +174,17 @@ class IFKernel:
         return list(self._pool.map(one, candidates))
 
     def _session(self, kind: str, current: np.ndarray, bias: bool, keep: bool = False,
-                 threads: int | None = None):
+                 threads: int | None = None, steps: int | None = None):
         """The session of :func:`kernel_model` (``kind`` "run") or :func:`sse_model` ("sse"), built
-        once per kind, constant current, bias, keep and thread count (None: the configured ones)."""
-        constant = current.shape[0] == 1 and self.T > 1
-        key = (kind, constant, bias, keep, threads)
+        once per kind, steps, constant current, bias, keep and thread count (None: the configured
+        ones)."""
+        steps = steps or self.T
+        constant = current.shape[0] == 1 and steps > 1
+        key = (kind, steps, constant, bias, keep, threads)
         with self._lock:
             if key not in self._sessions:
-                model = (kernel_model(self.T, constant, bias, keep) if kind == "run"
-                         else sse_model(self.T, constant, bias))
+                model = (kernel_model(steps, constant, bias, keep) if kind == "run"
+                         else sse_model(steps, constant, bias))
                 config = dataclasses.replace(self.config, threads=threads) if threads else self.config
                 self._sessions[key] = make_session(model, config, spin=False)
             return self._sessions[key]

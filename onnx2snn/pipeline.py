@@ -17,19 +17,26 @@ import onnx
 
 from . import evaluation
 from . import calibrate, guard, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
+from .budget import Budget, format_size
 from .config import Config
 from .data import Dataset, as_dataset
 from .progress import progress
+from .weights import WeightStore, attach, store_of
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class Result:
-    """Everything a conversion produced; ``snn`` is the converted model."""
+    """Everything a conversion produced.
 
-    ann: onnx.ModelProto  # the normalised input model
-    snn: onnx.ModelProto
+    ``ann`` and ``snn`` (and ``refitted``) are self-contained models, made when asked for; the
+    conversion itself keeps them light (``light_ann``, ``light_snn``: their large initializers are
+    held once, in ``weights``, see :mod:`.weights`), which is what the report, the CLI and tools use
+    to avoid copying a large model's weights."""
+
+    light_ann: onnx.ModelProto  # the normalised input model
+    light_snn: onnx.ModelProto
     plan: plan_mod.Plan
     params: dict[str, thresholds.LayerParams]
     stats: dict[str, stats_mod.LayerStats]
@@ -39,8 +46,22 @@ class Result:
     calib_samples: int
     seconds: float
     sweep: dict[int, evaluation.Evaluation] = dataclasses.field(default_factory=dict)  # by T
-    refitted: onnx.ModelProto | None = None  # the ANN with refitted weights (--refit-weights)
+    light_refitted: onnx.ModelProto | None = None  # the ANN with refitted weights (--refit-weights)
     phase2_check: guard.Phase2Check | None = None  # phase 1 vs phase 2 on the calibration samples
+    weights: WeightStore | None = None
+    memory: dict = dataclasses.field(default_factory=dict)  # the budget and the run sizes chosen
+
+    @property
+    def ann(self) -> onnx.ModelProto:
+        return attach(self.light_ann)
+
+    @property
+    def snn(self) -> onnx.ModelProto:
+        return attach(self.light_snn)
+
+    @property
+    def refitted(self) -> onnx.ModelProto | None:
+        return attach(self.light_refitted) if self.light_refitted is not None else None
 
 
 def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | str | os.PathLike,
@@ -51,35 +72,42 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     ``calib`` sets thresholds; ``data`` (optional) is where ANN and SNN are compared.
     Both may be a :class:`Dataset`, a dict of arrays (``x``/input names, ``y``) or an .npz path.
     ``sweep``: also convert (with the same statistics) and evaluate at each of these T.
+    Every onnxruntime run is sized by the memory budget ``config.memory_limit`` (:mod:`.budget`).
     """
     start = time.perf_counter()
     config = config or Config()
-    ann = load.normalize(model if isinstance(model, onnx.ModelProto) else load.load_model(model))
+    store = store_of(model) if isinstance(model, onnx.ModelProto) else None
+    store = store or WeightStore()
+    ann = load.normalize(store.detach(model if isinstance(model, onnx.ModelProto) else load.load_model(model)))
     plan = plan_mod.make_plan(ann)
     calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
-    log.info("%d spiking layers; calibrating on %d samples", len(plan.layers), len(calib))
-    layer_stats = stats_mod.collect(ann, plan, calib, config)
-    snn, params, fits, refitted, guarded = _convert_at(ann, plan, layer_stats, calib, config)
+    data = as_dataset(data, ann, "test data") if data is not None else None
+    budget = Budget(config.memory_limit)
+    log.info("%d spiking layers; calibrating on %d samples; memory budget %s", len(plan.layers), len(calib),
+             format_size(budget.limit))
+    layer_stats = stats_mod.collect(ann, plan, calib, config, budget)
+    snn, params, fits, refitted, guarded = _convert_at(ann, plan, layer_stats, calib, config, budget)
     check, swept = None, {}
     if data is not None:
-        data = as_dataset(data, ann, "test data")
-        check = evaluation.evaluate(ann, snn, data, config, score_output)
+        check = evaluation.evaluate(ann, snn, data, config, score_output, budget, (refitted or ann, plan, params))
         for T in progress(sorted(set(sweep)), total=len(set(sweep)), desc="sweep"):
             at = config.replace(T=T)
-            swept[T] = evaluation.evaluate(ann, _convert_at(ann, plan, layer_stats, calib, at)[0], data, at,
-                                           score_output)
+            snn_t, params_t, _, refitted_t, _ = _convert_at(ann, plan, layer_stats, calib, at, budget)
+            swept[T] = evaluation.evaluate(ann, snn_t, data, at, score_output, budget,
+                                           (refitted_t or ann, plan, params_t))
     return Result(ann, snn, plan, params, layer_stats, fits, check, config, len(calib),
-                  time.perf_counter() - start, swept, refitted, guarded)
+                  time.perf_counter() - start, swept, refitted, guarded, store, budget.report())
 
 
-def _convert_at(ann, plan, layer_stats, calib, config):
+def _convert_at(ann, plan, layer_stats, calib, config, budget=None):
     """Thresholds (phase 1, phase 2 and its network check) and rewrite for ``config.T``:
     (snn, params, fits, refitted ANN or None, phase-2 check or None)."""
+    budget = budget or Budget(config.memory_limit)
     params = thresholds.phase1(plan, layer_stats, config)
     fits, work, check = [], ann, None
     if config.runs_phase2:
-        result = calibrate.phase2(ann, plan, params, calib, config)
-        fits, check = result.fits, guard.check_phase2(ann, plan, params, result, calib, config)
+        result = calibrate.phase2(ann, plan, params, calib, config, budget)
+        fits, check = result.fits, guard.check_phase2(ann, plan, params, result, calib, config, budget)
         if check.kept:
             params, work = result.params, result.model
     snn = rewrite.to_snn(work, plan, params, config.T, _metadata(config, work is not ann))

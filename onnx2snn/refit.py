@@ -21,9 +21,11 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import numpy_helper
 
+from .budget import Budget, footprint
 from .config import Config
+from .data import Dataset
 from .runtime import expose, make_session
-from .segments import Segment, SpikeCache
+from .segments import Segment, SpikeStore, block_feeds, blocks
 from . import weights
 
 log = logging.getLogger(__name__)
@@ -32,10 +34,12 @@ RIDGE = 1e-3
 
 
 def refit_layer(work: onnx.ModelProto, ann: onnx.ModelProto, snn: onnx.ModelProto, current: str,
-                time_major: frozenset, available: set[str], batches, cache: SpikeCache,
-                config: Config) -> onnx.ModelProto | None:
+                time_major: frozenset, available: set[str], calib: Dataset, store: SpikeStore,
+                config: Config, budget: Budget, held: int) -> onnx.ModelProto | None:
     """``work`` with the weights feeding ``current`` refitted, or None when the layer has no
-    refittable Conv/Gemm or its input does not spike (see module docstring)."""
+    refittable Conv/Gemm or its input does not spike (see module docstring). The SNN's input to the
+    op is read from the stored spikes in runs of all T steps sized by ``budget``; the normal
+    equations add one sample after the other, so they do not depend on the runs."""
     node = weighted_source(work, current)
     if node is None or node.inputs[0].name not in time_major:
         log.info("weight refit skipped for current '%s': %s", current,
@@ -43,14 +47,21 @@ def refit_layer(work: onnx.ModelProto, ann: onnx.ModelProto, snn: onnx.ModelProt
         return None
     x_name, y_name = node.inputs[0].name, node.outputs[0].name
     segment = Segment(snn, x_name, available, config)
-    target = make_session(expose(ann, [y_name]), config)
+    target = expose(ann, [y_name])
+    spikes = frozenset(n for n in segment.inputs if n in store)
+    fp = footprint(segment.model, [x_name], config.T, spikes)
+    size = budget.run_size("weight refit", fp.plus(static=footprint(target, [y_name]).peak(1)), len(calib),
+                           config.T, config.batch_size, held + store.ram_bytes + weights.weight_bytes(ann),
+                           chunkable=False)
+    session = make_session(target, config)
     equations = NormalEquations(node)
-    for b, (_, feed) in enumerate(batches):
-        feeds = dict(feed)
-        feeds.update({n: cache.get(n, b) for n in segment.inputs if n in cache})
+    for block in blocks(len(calib), config.T, size.samples, config.T):
+        feeds = block_feeds(calib, block, store, segment.inputs)
         x = segment.run(feeds)
         x = x.reshape(config.T, -1, *x.shape[1:]).mean(axis=0)
-        equations.add(x, target.run([y_name], feed)[0])
+        y = session.run([y_name], {k: v[block.start:block.stop] for k, v in calib.inputs.items()})[0]
+        for i in range(block.samples):
+            equations.add(x[i:i + 1], y[i:i + 1])
     return replace_weights(work, node, *equations.solve())
 
 

@@ -52,6 +52,7 @@ def summary(result: Result, model: str, output: str | None) -> dict:
                    "output_rmse": e.output_rmse}
                   for T, e in sorted(result.sweep.items())],
         "energy": _energy(result),
+        "memory": result.memory,
         "seconds": round(result.seconds, 3),
         "version": __version__,
     }

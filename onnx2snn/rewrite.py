@@ -21,6 +21,8 @@ the result is deterministic.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
@@ -35,28 +37,51 @@ from .thresholds import LayerParams
 from . import weights
 
 
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """What :func:`build` made, for the readers of the SNN (runners, phase 2's segments).
+
+    ``neurons``: layer name -> its IFNeuron node. ``rates``: for each readout, the tensor holding
+    the sum over the T steps (a ``ReduceSum``; the rate is it times 1/T) -> the time-major tensor
+    summed. ``states`` (stateful builds): state input -> the output holding its value after the
+    run's steps; ``initial``: the state inputs' values before the first step."""
+
+    T: int
+    neurons: dict[str, str]
+    rates: dict[str, str]
+    states: dict[str, str] = dataclasses.field(default_factory=dict)
+    initial: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
 def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T: int,
            metadata: dict[str, str] | None = None, spiking_pool: bool = True,
-           stepwise: bool = False) -> onnx.ModelProto:
-    """The SNN for ``T`` steps with the IF parameters ``params`` (by layer name).
+           stateful: bool = False) -> onnx.ModelProto:
+    """The SNN for ``T`` steps with the IF parameters ``params`` (by layer name); see :func:`build`."""
+    return build(model, plan, params, T, metadata, spiking_pool, stateful)[0]
+
+
+def build(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T: int,
+          metadata: dict[str, str] | None = None, spiking_pool: bool = True,
+          stateful: bool = False) -> tuple[onnx.ModelProto, Record]:
+    """The SNN for ``T`` steps with the IF parameters ``params`` (by layer name), and its record.
 
     ``spiking_pool=False`` leaves max-pooling as a plain per-step max over spikes (the naive
-    conversion, kept only to measure what the spiking max-pool fixes). ``stepwise=True`` (with
-    T = 1) builds one time step with the state as graph inputs/outputs instead: ``<layer>/if/v``
-    -> ``<layer>/if/final_potential`` for every IF neuron and ``<pool>/count``, ``<pool>/max`` ->
-    ``..._next`` for every spiking max-pool (see :mod:`.stepwise`)."""
-    if stepwise and T != 1:
-        raise ValueError("a stepwise model is built for one step (T=1)")
+    conversion, kept only to measure what the spiking max-pool fixes). ``stateful=True`` builds T
+    steps that continue a run instead of starting one: the state is graph inputs and outputs,
+    ``<layer>/if/v`` -> ``<layer>/if/final_potential`` for every IF neuron and ``<pool>/count``,
+    ``<pool>/max`` -> ``..._next`` for every spiking max-pool (:mod:`.stepwise` runs a network in
+    such chunks of steps, phase 2 its segments)."""
     graph = weights.import_graph(model)
     for tensor in graph.tensors().values():
         if tensor.name in plan.time_major and tensor not in graph.outputs:
             tensor.shape = None  # the ANN's [N, ...] becomes [T*N, ...]; re-inferred at the end
     nodes = {n.name: n for n in graph.nodes}
-    _insert_readout(graph, plan, T)
+    rates = _insert_readout(graph, plan, T)
     tiles: dict[str, gs.Variable] = {}
+    states: dict[str, str] = {}
     for layer in plan.layers:
-        _replace_activation(graph, nodes[layer.name], layer.current, params[layer.name], T, plan, tiles,
-                            stepwise)
+        states.update(_replace_activation(graph, nodes[layer.name], layer.current, params[layer.name], T, plan,
+                                          tiles, stateful))
     for name in sorted(plan.time_batched):
         node = nodes[name]
         for i, tensor in enumerate(node.inputs):
@@ -64,7 +89,7 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
                 node.inputs[i] = _repeat(graph, tensor, T, tiles)
         spec = lookup(node)
         if spiking_pool and spec is not None and spec.role is Role.MAXPOOL:
-            spiking_max_pool(graph, node, T, stepwise)
+            states.update(spiking_max_pool(graph, node, T, stateful))
     graph.cleanup().toposort()
     snn = weights.export_graph(graph)
     restore_output_types(snn, model)
@@ -72,10 +97,15 @@ def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T
     if_neuron.install(snn, T)
     snn = clip_floor.inline(snn)  # a clip-floor left as a readout activation: back to standard ops
     _set_metadata(snn, model, T, metadata or {})
-    return infer_shapes(snn)
+    initial = {name: np.asarray(params[layer.name].v0) for layer in plan.layers
+               for name in [f"{layer.name}/if/v"] if name in states}
+    initial.update({name: np.zeros((), np.float32) for name in states if name not in initial})
+    record = Record(T, {layer.name: f"{layer.name}/if" for layer in plan.layers}, rates, states, initial)
+    return infer_shapes(snn), record
 
 
-def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tiles, stepwise=False):  # noqa: PLR0913
+def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tiles, stateful=False):  # noqa: PLR0913
+    """Replace the activation ``node`` by an IFNeuron; returns its state pair (stateful builds)."""
     current = next(t for t in node.inputs if t.name == current_name)
     base = f"{node.name}/if"
     dtype = current.dtype if current.dtype is not None else np.float32
@@ -92,12 +122,13 @@ def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tile
     node.outputs.clear()
     node.inputs.clear()
     final = gs.Variable(f"{base}/final_potential", dtype=dtype)
-    if stepwise:  # the membrane potential is state: fed in, and read out after the step
+    if stateful:  # the membrane potential is state: fed in, and read out after the steps
         v0 = gs.Variable(f"{base}/v", dtype=dtype)
         graph.inputs.append(v0)
         graph.outputs.append(final)
     graph.nodes.append(gs.Node(if_neuron.OP_TYPE, base, attrs={if_neuron.ATTR_T: int(T)},
                                inputs=[current, theta, v0], outputs=[spikes, final], domain=if_neuron.DOMAIN))
+    return {v0.name: final.name} if stateful else {}
 
 
 def _needs_repeat(tensor, plan: Plan) -> bool:
@@ -137,12 +168,14 @@ def _dynamic_repeats(graph, tensor, T):
     return repeats
 
 
-def _insert_readout(graph, plan: Plan, T):
-    """Replace dynamic tensors seen by non-time-batched consumers (and outputs) by their T-mean.
+def _insert_readout(graph, plan: Plan, T) -> dict[str, str]:
+    """Replace dynamic tensors seen by non-time-batched consumers (and outputs) by their T-mean;
+    returns {sum over the steps: the tensor summed} (the record's ``rates``).
 
     Runs on the ANN graph before any other change: time-batched nodes and spiking activations are
     the consumers that keep seeing T*B rows."""
     batched = plan.time_batched | plan.row_shape_readers | {layer.name for layer in plan.layers}
+    rates = {}
     for tensor in [t for t in graph.tensors().values() if t.name in plan.time_major]:
         readers = [n for n in tensor.outputs if n.name not in batched]
         is_output = tensor in graph.outputs
@@ -155,10 +188,13 @@ def _insert_readout(graph, plan: Plan, T):
             graph.outputs[graph.outputs.index(tensor)] = rate
             rate.name, tensor.name = tensor.name, f"{tensor.name}/spikes"
             rate.dtype, rate.shape = tensor.dtype, tensor.shape
+        rates[rate.inputs[0].inputs[0].name] = tensor.name
+    return rates
 
 
 def mean_over_time(graph, tensor, T):
-    """``mean_t x[t*B:(t+1)*B]``: view [T*B, ...] as [T, B, ...], sum axis 0, times 1/T."""
+    """``mean_t x[t*B:(t+1)*B]``: view [T*B, ...] as [T, B, ...], sum axis 0 (``<base>/sum``),
+    times 1/T."""
     base = f"{tensor.name}/rate"
     dtype = tensor.dtype if tensor.dtype is not None else np.float32
     steps, _ = to_steps(graph, tensor, T, base)

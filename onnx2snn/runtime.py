@@ -17,6 +17,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from . import weights
+from .budget import Budget, RunSize, footprint
 from .config import Config
 from .data import Dataset, as_dataset
 from .export.unrolled import unroll
@@ -138,13 +139,30 @@ def run_batches(session: ort.InferenceSession, data: Dataset, batch_size: int,
         yield part, dict(zip(names, values))
 
 
-def run(model: onnx.ModelProto, data: Dataset, config: Config,
-        outputs: Sequence[str] | None = None, desc: str = "") -> dict[str, np.ndarray]:
-    """Run ``model`` on all of ``data``; returns each output concatenated over batches."""
+def plan_runs(budget: Budget, stage: str, model: onnx.ModelProto, outputs: Sequence[str], samples: int,
+              config: Config, held: int = 0, extra: int = 0, spikes: frozenset = frozenset(),
+              chunkable: bool = False) -> RunSize:
+    """The run size for ``model`` (an ANN, or an SNN at its T) computing ``outputs`` on
+    ``samples`` samples: its footprint (:func:`.budget.footprint`) plus ``extra`` bytes per sample
+    the caller holds per sample of a run, within the budget less ``held`` and the session's own
+    copy of the weights (onnxruntime's packed and re-laid-out weights)."""
+    steps = if_neuron.time_steps(model) or 1
+    fp = footprint(model, list(outputs), steps, spikes)
+    if extra:
+        fp = fp.plus(static=extra)
+    return budget.run_size(stage, fp, samples, steps, config.batch_size, held + weights.weight_bytes(model),
+                           chunkable)
+
+
+def run(model: onnx.ModelProto, data: Dataset, config: Config, outputs: Sequence[str] | None = None,
+        desc: str = "", budget: Budget | None = None) -> dict[str, np.ndarray]:
+    """Run ``model`` on all of ``data`` in runs sized by ``budget`` (default: ``config``'s);
+    returns each output concatenated over the runs."""
+    names = list(outputs) if outputs is not None else [o.name for o in model.graph.output]
+    size = plan_runs(budget or Budget(config.memory_limit), desc or "run", model, names, len(data), config)
     session = make_session(model, config)
-    names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
     chunks: dict[str, list] = {n: [] for n in names}
-    for _, values in run_batches(session, data, config.batch_size, names, desc):
+    for _, values in run_batches(session, data, size.samples, names, desc):
         for n in names:
             chunks[n].append(values[n])
     return {n: _join(v) for n, v in chunks.items()}
@@ -159,6 +177,8 @@ def _join(parts: list):
 
 def simulate(model: onnx.ModelProto, inputs, config: Config | None = None) -> dict[str, np.ndarray]:
     """Run a converted (or any) model on ``inputs`` -- an array for a single-input model, a dict
-    by input name, or a Dataset -- in batches; returns every output by name."""
+    by input name, or a Dataset -- in runs sized by ``config.memory_limit``; returns every output
+    by name."""
+    config = config or Config()
     data = as_dataset(inputs, model, "inputs")
-    return run(model, data, config or Config())
+    return run(model, data, config, budget=Budget(config.memory_limit))

@@ -2,17 +2,23 @@
 
 Phase 2 calibrates one spiking layer at a time on the SNN's own inputs. The *segment* of layer l is
 the part of the SNN graph that computes l's input current from the graph inputs and the spike trains
-of earlier layers; those spike trains come from :class:`SpikeCache` instead of being recomputed, so
-every linear op of the network runs once per pass over the calibration data.
+of earlier layers; those spike trains come from :class:`SpikeStore` instead of being recomputed, so
+every linear op of the network runs once per pass over the calibration data. Each pass runs over
+:class:`Block` s -- ranges of samples and of time steps -- sized by the memory budget.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
 from .config import Config
+from .errors import CalibrationError
 from .runtime import make_session
 from . import weights
 
@@ -55,64 +61,204 @@ def cut(model: onnx.ModelProto, outputs: list[str], available: set[str],
     return out
 
 
-class Segment:
-    """The sub-graph computing tensor ``output`` of ``snn`` from the graph inputs and the spike
-    trains in ``available`` (fed from the cache: cut from their IF nodes); ``inputs`` are the ones
-    it needs, in feed order.
-    """
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """Samples ``start:stop`` at time steps ``t0:t1`` of the phase-2 samples."""
 
-    def __init__(self, snn: onnx.ModelProto, output: str, available: set[str], config: Config):
-        self.output = output
-        model = cut(snn, [output], available)
-        self.inputs = [i.name for i in model.graph.input]
-        self.session = make_session(model, config, spin=False)
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run([self.output], {k: feeds[k] for k in self.inputs})[0]
-
-    def run_cached(self, feed: dict[str, np.ndarray], cache: "SpikeCache", batch: int) -> np.ndarray:
-        """Run on calibration batch ``batch``: graph inputs from ``feed``, spike trains from ``cache``."""
-        feeds = dict(feed)
-        feeds.update({n: cache.get(n, batch) for n in self.inputs if n in cache})
-        return self.run(feeds)
-
-
-class SpikeCache:
-    """Spike trains of IF layers on the calibration batches, one bit per neuron and step.
-
-    A spike train with values in {0, theta} is stored as packed booleans plus theta, and restored
-    exactly (theta * bit, in the spike dtype).
-    """
-
-    def __init__(self):
-        self._data: dict[str, dict[int, tuple[np.ndarray, tuple, np.dtype]]] = {}
-        self._theta: dict[str, np.ndarray] = {}
-        self._out: dict[str, np.ndarray] = {}
-
-    def put(self, name: str, batch: int, spikes: np.ndarray, theta: np.ndarray) -> None:
-        """Store ``spikes`` ([T*B, ...]; booleans, or values in {0, theta} of theta's dtype)."""
-        self._theta[name] = np.asarray(theta)
-        fired = spikes if spikes.dtype == bool else spikes > 0
-        self._data.setdefault(name, {})[batch] = (np.packbits(fired.ravel()), spikes.shape, self._theta[name].dtype)
-
-    def get(self, name: str, batch: int) -> np.ndarray:
-        """The spike train theta * bit; valid until the next ``get`` of ``name`` (which reuses the
-        array: a fresh one per call costs more in page faults than the unpacking itself)."""
-        bits, shape, dtype = self._data[name][batch]
-        out = self._out.get(name)
-        if out is None or out.shape != shape or out.dtype != dtype:
-            out = self._out[name] = np.empty(shape, dtype)
-        np.copyto(out, np.unpackbits(bits, count=out.size).reshape(shape))
-        return np.multiply(out, self._theta[name], out=out)
-
-    def drop(self, name: str) -> None:
-        self._data.pop(name, None)
-        self._theta.pop(name, None)
-        self._out.pop(name, None)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._data
+    start: int
+    stop: int
+    t0: int
+    t1: int
 
     @property
-    def nbytes(self) -> int:
-        return sum(bits.nbytes for d in self._data.values() for bits, _, _ in d.values())
+    def samples(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def steps(self) -> int:
+        return self.t1 - self.t0
+
+
+def blocks(samples: int, T: int, per_run: int, steps: int) -> list[Block]:
+    """Runs of ``per_run`` samples and ``steps`` steps (a divisor of T), steps innermost: a
+    sample range's chunks of steps follow each other, so state is carried from one to the next."""
+    return [Block(s, min(s + per_run, samples), t, t + steps)
+            for s in range(0, samples, per_run) for t in range(0, T, steps)]
+
+
+def block_feeds(data, block: Block, store: "SpikeStore", inputs: list[str]) -> dict[str, np.ndarray]:
+    """Graph inputs of ``block``'s samples and the stored spike trains of its samples and steps."""
+    feeds = {k: v[block.start:block.stop] for k, v in data.inputs.items()}
+    feeds.update({n: store.get(n, block) for n in inputs if n in store})
+    return feeds
+
+
+class Segment:
+    """The sub-graph computing tensor ``output`` of ``snn`` from the graph inputs and the spike
+    trains in ``available`` (fed from the store: cut from their IF nodes); ``inputs`` are the ones
+    it needs, in feed order. ``states`` (a stateful SNN's record: state input -> output after the
+    steps): the segment's spiking max-pools carry their state from one chunk of steps to the next;
+    :meth:`run` takes and returns it."""
+
+    def __init__(self, snn: onnx.ModelProto, output: str, available: set[str], config: Config,
+                 states: dict[str, str] | None = None):
+        self.output = output
+        model = cut(snn, [output], available)
+        carried = {i.name: states[i.name] for i in model.graph.input if states and i.name in states}
+        if carried:
+            model = cut(snn, [output, *carried.values()], available)
+        self.model, self.states = model, carried
+        self.inputs = [i.name for i in model.graph.input if i.name not in carried]
+        self.session = make_session(model, config, spin=False)
+
+    def run(self, feeds: dict[str, np.ndarray], state: dict[str, np.ndarray] | None = None):
+        """The output for ``feeds``; with states, (output, state after these steps)."""
+        names = [self.output, *self.states.values()]
+        values = self.session.run(names, {**{k: feeds[k] for k in self.inputs},
+                                          **{k: (state or {}).get(k, _ZERO) for k in self.states}})
+        if not self.states:
+            return values[0]
+        return values[0], dict(zip(self.states, values[1:]))
+
+
+_ZERO = np.zeros((), np.float32)
+
+
+class SpikeStore:
+    """Spike trains of IF layers on the phase-2 samples, one bit per neuron and step.
+
+    A layer's trains are laid out sample-major, ``[samples, T, ceil(n / 8)]`` bytes (n neurons per
+    sample; each step's bits start on a byte), so any range of samples and steps can be written
+    and read. A train with values in {0, theta} is stored as bits and restored exactly (theta * bit,
+    in the train's dtype). Layers live in memory while the store's ``ram`` allows, else in a file
+    of a temporary folder (read and written with pread/pwrite: the page cache is not this
+    process's memory).
+    """
+
+    def __init__(self, samples: int, T: int, ram: int):
+        self.samples, self.T, self.ram = samples, T, ram
+        self._layers: dict[str, _Layer] = {}
+        self._folder: tempfile.TemporaryDirectory | None = None
+
+    def create(self, name: str, shape: tuple[int, ...], dtype) -> None:
+        """Make room for layer ``name`` (one sample's spikes have ``shape``)."""
+        n = int(np.prod(shape)) if shape else 1
+        size = self.samples * self.T * ((n + 7) // 8)
+        path = None
+        if self.ram_bytes + size > self.ram:
+            if self._folder is None:
+                self._folder = tempfile.TemporaryDirectory(prefix="onnx2snn-spikes-")
+            path = os.path.join(self._folder.name, f"{len(self._layers)}.bits")
+        self.drop(name)
+        self._layers[name] = _Layer(tuple(shape), n, np.dtype(dtype), self.samples, self.T, path)
+
+    def neurons(self, name: str) -> int:
+        return self._layers[name].n
+
+    def put(self, name: str, block: Block, fired: np.ndarray, theta: np.ndarray) -> None:
+        """Store the booleans ``fired`` ([steps*samples, *shape], time-major) of ``block``; spikes
+        carry ``theta`` (the same for all blocks of a layer) and have its dtype."""
+        layer = self._layers[name]
+        layer.theta = np.asarray(theta)
+        layer.dtype = layer.theta.dtype
+        steps = fired.reshape(block.steps, block.samples, layer.n).transpose(1, 0, 2)
+        layer.write(block, np.packbits(steps, axis=-1))
+
+    def get(self, name: str, block: Block) -> np.ndarray:
+        """The spike train theta * bit of ``block`` ([steps*samples, *shape], time-major); valid
+        until the next ``get`` of ``name`` (the array is reused: a fresh one per call costs more in
+        page faults than the unpacking itself)."""
+        layer = self._layers[name]
+        bits = np.unpackbits(layer.read(block), axis=-1, count=layer.n)  # [samples, steps, n]
+        shape = (block.steps * block.samples, *layer.shape)
+        out = layer.out
+        if out is None or out.shape != shape:
+            out = layer.out = np.empty(shape, layer.dtype)
+        np.multiply(bits.transpose(1, 0, 2).reshape(shape), layer.theta, out=out, casting="unsafe")
+        return out
+
+    def release(self) -> None:
+        """Free the arrays ``get`` reuses (between layers, whose runs differ in size)."""
+        for layer in self._layers.values():
+            layer.out = None
+
+    def drop(self, name: str) -> None:
+        layer = self._layers.pop(name, None)
+        if layer is not None:
+            layer.close()
+
+    def close(self) -> None:
+        for name in list(self._layers):
+            self.drop(name)
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._layers
+
+    @property
+    def ram_bytes(self) -> int:
+        return sum(layer.bits.nbytes for layer in self._layers.values() if layer.bits is not None)
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(layer.size for layer in self._layers.values() if layer.fd is not None)
+
+
+class _Layer:
+    """One layer's bits: an array in memory, or a file."""
+
+    def __init__(self, shape, n, dtype, samples, T, path):
+        self.shape, self.n, self.dtype, self.T = shape, n, dtype, T
+        self.theta = np.ones((), dtype)
+        self.row = (n + 7) // 8  # bytes of one sample's step
+        self.size = samples * T * self.row
+        self.out: np.ndarray | None = None
+        self.bits, self.fd = None, None
+        if path is None:
+            self.bits = np.zeros((samples, T, self.row), np.uint8)
+        else:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(self.fd, self.size)
+            except OSError as exc:
+                raise CalibrationError(f"phase 2 needs {self.size / 2**30:.1f} GiB of temporary disk space for "
+                                       f"spike trains in {os.path.dirname(path)} ({exc.strerror}); free space there, "
+                                       "set TMPDIR to another folder, or raise --memory-limit") from None
+
+    def write(self, block: Block, packed: np.ndarray) -> None:
+        if self.bits is not None:
+            self.bits[block.start:block.stop, block.t0:block.t1] = packed
+            return
+        for i, rows in enumerate(self._spans(block)):
+            _pwrite(self.fd, np.ascontiguousarray(packed if rows is None else packed[i]), self._offset(block, i))
+
+    def read(self, block: Block) -> np.ndarray:
+        if self.bits is not None:
+            return self.bits[block.start:block.stop, block.t0:block.t1]
+        out = np.empty((block.samples, block.steps, self.row), np.uint8)
+        for i, rows in enumerate(self._spans(block)):
+            target = out if rows is None else out[i]
+            os.preadv(self.fd, [memoryview(target).cast("B")], self._offset(block, i))
+        return out
+
+    def _spans(self, block: Block):
+        """One contiguous span when the block covers all steps, else one per sample."""
+        return [None] if block.steps == self.T else list(range(block.samples))
+
+    def _offset(self, block: Block, i: int) -> int:
+        return ((block.start + i) * self.T + block.t0) * self.row
+
+    def close(self) -> None:
+        self.bits, self.out = None, None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _pwrite(fd: int, data: np.ndarray, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written

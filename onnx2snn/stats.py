@@ -21,23 +21,35 @@ import math
 import numpy as np
 import onnx
 
+from . import load
 from .config import Config, Granularity
 from .data import Dataset
 from .errors import CalibrationError
 from .plan import Plan
-from .runtime import expose, make_session, run_batches
+from .budget import Budget
+from .runtime import expose, make_session, plan_runs, run_batches
+
+CHUNK = 1 << 18  # values per step of a histogram update (bounds its temporaries)
 
 
 class StreamingHistogram:
-    """Per-channel histograms of positive values with exact power-of-two range doubling."""
+    """Per-channel histograms of positive values with exact power-of-two range doubling.
 
-    def __init__(self, channels: int, bins: int):
+    ``dtype`` of the counts: int64, or a narrower unsigned type when the caller knows the counts
+    stay below its range (they are exact either way). An update's temporaries are bounded: it
+    works on at most :data:`CHUNK` values at a time."""
+
+    def __init__(self, channels: int, bins: int, dtype=np.int64):
         if bins & (bins - 1):
             bins = 1 << (bins - 1).bit_length()  # a power of two keeps merging exact
         self.bins = bins
-        self.counts = np.zeros((channels, bins), dtype=np.int64)
+        self.counts = np.zeros((channels, bins), dtype=dtype)
         self.exponent = np.full(channels, np.iinfo(np.int32).min, dtype=np.int64)  # R = 2**exponent
         self.maximum = np.zeros(channels, dtype=np.float64)
+
+    @property
+    def nbytes(self) -> int:
+        return self.counts.nbytes
 
     def update(self, values: np.ndarray) -> None:
         """Add ``values`` of shape [channels, n] (non-positive values are ignored)."""
@@ -45,16 +57,25 @@ class StreamingHistogram:
         self.maximum = np.maximum(self.maximum, batch_max)
         for c in np.flatnonzero(batch_max > 0):
             self._grow(c, batch_max[c])
-        rows, cols = np.nonzero(values > 0)
-        if rows.size == 0:
+        unset = self.exponent == np.iinfo(np.int32).min  # channels that never had a positive value
+        width = np.where(unset, 1.0, np.exp2(self.exponent.astype(np.float64)) / self.bins).astype(values.dtype)
+        rows = max(1, CHUNK // max(values.shape[1], self.bins))  # bounds the block and its bincount
+        for r0 in range(0, len(values), rows):
+            for c0 in range(0, values.shape[1], CHUNK):
+                self._add(values[r0:r0 + rows, c0:c0 + CHUNK], width[r0:r0 + rows], r0)
+
+    def _add(self, block: np.ndarray, width: np.ndarray, first: int) -> None:
+        """Count the positive values of ``block`` (channels first .. first + len(block))."""
+        positive = block > 0
+        if not positive.any():
             return
-        width = np.exp2(self.exponent.astype(np.float64)) / self.bins
-        index = np.minimum((values[rows, cols] / width[rows]).astype(np.int64), self.bins - 1)
-        flat = np.bincount(rows * self.bins + index, minlength=self.counts.size)
-        self.counts += flat.reshape(self.counts.shape)
+        index = np.minimum((block / width[:, None]).astype(np.int64), self.bins - 1)
+        index += (np.arange(len(block)) * self.bins)[:, None]
+        flat = np.bincount(index[positive], minlength=len(block) * self.bins)
+        self.counts[first:first + len(block)] += flat.reshape(len(block), self.bins).astype(self.counts.dtype)
 
     def _grow(self, c: int, value: float) -> None:
-        needed = max(math.ceil(math.log2(value)), -1000)
+        needed = max(math.floor(math.log2(value)) + 1, -1000)  # R = 2**needed > value
         if self.exponent[c] == np.iinfo(np.int32).min:
             self.exponent[c] = needed
             return
@@ -71,14 +92,14 @@ class StreamingHistogram:
         """Per-channel q-th percentile of the positive values (0 where a channel never fired)."""
         out = np.zeros(len(self.counts))
         for c, counts in enumerate(self.counts):
-            total = counts.sum()
+            total = int(counts.sum(dtype=np.int64))
             if total == 0:
                 continue
             if q >= 100.0:
                 out[c] = self.maximum[c]
                 continue
             rank = q / 100.0 * total
-            cum = np.cumsum(counts)
+            cum = np.cumsum(counts, dtype=np.int64)
             b = int(np.searchsorted(cum, rank, side="left"))
             below = cum[b - 1] if b else 0
             width = 2.0 ** float(self.exponent[c]) / self.bins
@@ -109,30 +130,64 @@ class LayerStats:
         return hist.percentile(q)
 
 
-def collect(model: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config) -> dict[str, LayerStats]:
-    """Run the ANN on ``calib`` and gather statistics of every layer of ``plan``."""
+def collect(model: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config,
+            budget: Budget | None = None) -> dict[str, LayerStats]:
+    """Run the ANN on ``calib`` and gather statistics of every layer of ``plan``, in runs sized by
+    ``budget`` (the histograms are held besides the runs)."""
+    budget = budget or Budget(config.memory_limit)
     outputs = {layer.output: layer.name for layer in plan.layers}
-    session = make_session(expose(model, list(outputs)), config)
+    exposed = expose(model, list(outputs))
     per_channel = config.granularity is Granularity.CHANNEL
+    shapes = load.sample_shapes(model, infer=False)
+    held = sum(_histogram_bytes(shapes.get(t, ()), len(calib), config.histogram_bins, per_channel) for t in outputs)
+    held += HISTOGRAM_WORK
+    size = plan_runs(budget, "statistics", exposed, list(outputs), len(calib), config, held)
+    session = make_session(exposed, config)
     stats: dict[str, LayerStats] = {}
-    for _, values in run_batches(session, calib, config.batch_size, list(outputs), "statistics"):
+    for _, values in run_batches(session, calib, size.samples, list(outputs), "statistics"):
         for tensor, name in outputs.items():
-            _update(stats, name, values[tensor], config.histogram_bins, per_channel)
+            _update(stats, name, values[tensor], config.histogram_bins, per_channel, len(calib))
     return stats
 
 
-def _update(stats, name, a, bins, per_channel):
+HISTOGRAM_WORK = 48 * CHUNK  # an update's temporaries: about 40 bytes per value of a chunk
+
+
+def _count_dtype(values_per_channel: int):
+    """Counts of at most ``values_per_channel`` fit uint32 when below 2^32 (else int64)."""
+    return np.uint32 if values_per_channel < (1 << 32) else np.int64
+
+
+def _histogram_bytes(shape: tuple[int, ...], samples: int, bins: int, per_channel: bool) -> int:
+    """Bytes of one layer's histograms (tensor-wise, and per channel when asked)."""
+    size = int(np.prod(shape)) if shape else 1
+    channels = shape[0] if len(shape) >= 1 else 1
+    total = bins * np.dtype(_count_dtype(size * samples)).itemsize
+    if per_channel:
+        total += channels * bins * np.dtype(_count_dtype(size // max(channels, 1) * samples)).itemsize
+    return int(total)
+
+
+def _update(stats, name, a, bins, per_channel, samples):
     if not np.isfinite(a).all():
         raise CalibrationError(f"layer '{name}' produced NaN/Inf activations on the calibration "
                                "data; check the model and the input scaling")
     if name not in stats:
         channels = a.shape[1] if a.ndim >= 2 else 1
-        stats[name] = LayerStats(name, tuple(a.shape[1:]), 0, 0, StreamingHistogram(1, bins),
-                                 StreamingHistogram(channels, bins) if per_channel else None)
+        per = a[0].size
+        stats[name] = LayerStats(name, tuple(a.shape[1:]), 0, 0,
+                                 StreamingHistogram(1, bins, _count_dtype(per * samples)),
+                                 StreamingHistogram(channels, bins, _count_dtype(per // channels * samples))
+                                 if per_channel else None)
     s = stats[name]
     s.count += a.size
     s.positive += int(np.count_nonzero(a > 0))
     s.tensor.update(a.reshape(1, -1))
-    if s.channel is not None:
+    if s.channel is None:
+        return
+    if a.size <= CHUNK:  # small: channels first in one copy
         by_channel = np.moveaxis(a, 1, 0) if a.ndim >= 2 else a[None]
         s.channel.update(by_channel.reshape(by_channel.shape[0], -1))
+        return
+    for sample in a:  # large: [C, ...] of one sample at a time, a view (no copy of the batch)
+        s.channel.update(sample.reshape(sample.shape[0], -1) if sample.ndim else sample.reshape(1, 1))

@@ -19,10 +19,13 @@ import onnx
 from .config import Config
 from .data import Dataset
 from .plan import Plan
-from .runtime import expose, make_session, run_batches
+from . import load
+from .budget import Budget
+from .runtime import expose, make_session, plan_runs, run_batches
 
 SEARCH_SAMPLES = 256  # search set: at least this many samples (or all), else a tenth of them
 SEARCH_NEURONS = 2048
+GROUP = 64  # samples per float32 group of E[a]'s sum (the batch size it was first computed with)
 
 
 def search_samples(n: int) -> int:
@@ -55,6 +58,10 @@ class Targets:
     def layer(self, name: str) -> LayerTargets:
         return self.layers[name]
 
+    @property
+    def nbytes(self) -> int:
+        return sum(t.mean.nbytes + t.sample.nbytes + t.index.nbytes + t.channel.nbytes for t in self.layers.values())
+
 
 def search_neurons(shape: tuple[int, ...], limit: int | None = None, seed: int = 0) -> np.ndarray:
     """Flat indices of up to ``limit`` neurons covering every channel (same positions in each)."""
@@ -69,15 +76,21 @@ def search_neurons(shape: tuple[int, ...], limit: int | None = None, seed: int =
 
 
 def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config,
-                score: str | None = None) -> Targets:
+                score: str | None = None, budget: Budget | None = None) -> Targets:
     """E[a] per neuron on ``calib`` and a on its search set; ``score``: an output of ``ann`` to
-    keep on the search set too."""
+    keep on the search set too. Runs are sized by ``budget``; E[a] sums the samples in the order
+    of :class:`GroupSum`, which does not depend on how they are split into runs."""
+    budget = budget or Budget(config.memory_limit)
     names = {layer.output: layer.name for layer in plan.layers}
     fetch = list(names) + ([score] if score else [])
-    session = make_session(expose(ann, fetch), config, spin=False)
-    sums, samples, layers, scores = {}, {}, {}, []
+    exposed = expose(ann, fetch)
     wanted = search_samples(len(calib))
-    for _, values in run_batches(session, calib, config.batch_size, fetch, "ANN targets"):
+    shapes = load.sample_shapes(ann, infer=False)
+    held = sum(_held_bytes(shapes.get(t, ()), wanted) for t in names)
+    size = plan_runs(budget, "ANN targets", exposed, fetch, len(calib), config, held)
+    session = make_session(exposed, config, spin=False)
+    sums, samples, layers, scores = {}, {}, {}, []
+    for _, values in run_batches(session, calib, size.samples, fetch, "ANN targets"):
         if score and sum(len(s) for s in scores) < wanted:
             scores.append(values[score][: wanted - sum(len(s) for s in scores)])
         for tensor, name in names.items():
@@ -87,12 +100,39 @@ def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config
                 index = search_neurons(shape)
                 positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
                 layers[name] = (shape, index, index // positions)
-                sums[name], samples[name] = np.zeros(shape, np.float64), []
-            sums[name] += a.sum(axis=0)
+                sums[name], samples[name] = GroupSum(shape), []
+            sums[name].add(a)
             take = wanted - sum(len(s) for s in samples[name])
             if take > 0:
                 samples[name].append(a.reshape(len(a), -1)[:take, layers[name][1]])
-    return Targets({name: LayerTargets(name, shape, sums[name] / len(calib), index, channel,
+    return Targets({name: LayerTargets(name, shape, sums[name].total() / len(calib), index, channel,
                                        np.concatenate(samples[name]).astype(np.float32))
                     for name, (shape, index, channel) in layers.items()},
                    np.concatenate(scores) if scores else None)
+
+
+class GroupSum:
+    """A sum over samples in a fixed order: float32 over consecutive groups of :data:`GROUP`
+    samples (each group one sample after the other, as numpy sums a [GROUP, ...] batch on axis
+    0), the groups' sums added in float64. Samples may arrive in runs of any size."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.sum = np.zeros(shape, np.float64)
+        self.group, self.seen = None, 0
+
+    def add(self, rows: np.ndarray) -> None:
+        for row in rows:
+            self.group = row.copy() if self.group is None else self.group + row
+            self.seen += 1
+            if self.seen % GROUP == 0:
+                self.sum += self.group
+                self.group = None
+
+    def total(self) -> np.ndarray:
+        return self.sum + self.group if self.group is not None else self.sum
+
+
+def _held_bytes(shape: tuple[int, ...], search: int) -> int:
+    """A layer's targets: E[a] (float64 per neuron) and the search set (float32)."""
+    size = int(np.prod(shape)) if shape else 1
+    return 8 * size + 4 * search * min(size, SEARCH_NEURONS)

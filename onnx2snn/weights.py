@@ -83,6 +83,16 @@ class WeightStore:
         return self._by_id.get(id(array))
 
 
+def store_of(model: onnx.ModelProto) -> WeightStore | None:
+    """The live store that ``model``'s stubs refer to (the first one found), or None."""
+    for tensor in model.graph.initializer:
+        if is_stub(tensor):
+            store = _STORES.get(_location(tensor).split("/")[0])
+            if store is not None:
+                return store
+    return None
+
+
 def stub(tensor: TensorProto, location: str) -> TensorProto:
     """Name, type and dims of ``tensor`` with its data at external ``location``."""
     out = TensorProto(name=tensor.name, data_type=tensor.data_type, dims=list(tensor.dims),

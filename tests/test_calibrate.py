@@ -12,38 +12,31 @@ from onnx2snn.data import from_arrays, load_npz
 from onnx2snn.plan import make_plan
 from onnx2snn.rewrite import to_snn
 from onnx2snn.runtime import expose
-from onnx2snn.segments import Segment, SpikeCache
+from onnx2snn.segments import Block, Segment, SpikeStore, blocks
 from onnx2snn.stats import collect
 from onnx2snn.targets import search_neurons, search_samples
 from onnx2snn.thresholds import phase1
 
 
-def test_spike_cache_round_trip_is_exact():
+@pytest.mark.parametrize("ram", [1 << 20, 0])  # in memory, and in a file
+def test_spike_store_round_trip_is_exact_for_any_block(ram):
+    """Blocks of samples and of steps are written and read back exactly, in any layout."""
     rng = np.random.default_rng(0)
+    T, samples, shape = 6, 5, (3, 5)
     theta = np.array([0.5, 2.0, 1.25], np.float32).reshape(3, 1)
-    spikes = (rng.random((8, 3, 5)) > 0.6) * theta
-    cache = SpikeCache()
-    cache.put("s", 0, spikes.astype(np.float32), theta)
-    np.testing.assert_array_equal(cache.get("s", 0), spikes.astype(np.float32))
-    assert cache.nbytes == int(np.ceil(spikes.size / 8))
-    cache.drop("s")
-    assert "s" not in cache
-
-
-def test_spike_cache_get_is_exact_for_every_batch_and_name():
-    """``get`` unpacks into one array per name: each call returns that batch's spikes, and a get
-    of another name leaves it alone."""
-    rng = np.random.default_rng(1)
-    theta = np.float32(0.75)
-    trains = {(n, b): ((rng.random((6, 4)) > 0.5) * theta).astype(np.float32) for n in "ab" for b in (0, 1)}
-    cache = SpikeCache()
-    for (name, batch), spikes in trains.items():
-        cache.put(name, batch, spikes, theta)
-    a0 = cache.get("a", 0)
-    np.testing.assert_array_equal(a0, trains["a", 0])
-    np.testing.assert_array_equal(cache.get("b", 1), trains["b", 1])
-    np.testing.assert_array_equal(a0, trains["a", 0])  # another name: untouched
-    np.testing.assert_array_equal(cache.get("a", 1), trains["a", 1])
+    fired = rng.random((T, samples) + shape) > 0.6  # [T, samples, ...]
+    store = SpikeStore(samples, T, ram)
+    store.create("s", shape, np.float32)
+    for block in blocks(samples, T, per_run=2, steps=3):
+        part = fired[block.t0:block.t1, block.start:block.stop].reshape(-1, *shape)
+        store.put("s", block, part, theta)
+    assert (store.ram_bytes > 0) == bool(ram) and (store.disk_bytes > 0) == (not ram)
+    for block in [Block(0, samples, 0, T), Block(1, 4, 2, 5), Block(4, 5, 0, 1)]:
+        expected = (fired[block.t0:block.t1, block.start:block.stop] * theta).reshape(-1, *shape)
+        np.testing.assert_array_equal(store.get("s", block), expected.astype(np.float32))
+    store.drop("s")
+    assert "s" not in store
+    store.close()
 
 
 def test_segment_reproduces_the_full_models_current():

@@ -16,6 +16,7 @@ from onnx2snn.plan import make_plan
 from onnx2snn.report import format_text, summary
 from onnx2snn.rewrite import to_snn
 from onnx2snn.runtime import run
+from onnx2snn.stepwise import run_snn
 from onnx2snn.stats import collect
 from onnx2snn.thresholds import phase1
 
@@ -52,7 +53,7 @@ def test_check_skips_phase1_only_when_phase2_agrees_almost_everywhere(monkeypatc
     p1 = phase1(plan, collect(ann, plan, calib, config), config)
     result = phase2(ann, plan, p1, calib, config)
     runs = []
-    monkeypatch.setattr(guard, "run", lambda *a, **k: runs.append(1) or run(*a, **k))
+    monkeypatch.setattr(guard, "run_snn", lambda *a, **k: runs.append(1) or run_snn(*a, **k))
     check = check_phase2(ann, plan, p1, result, calib, config)
     assert check.kept and check.agreement_phase2 == 1.0 and check.agreement_phase1 is None and not runs
     flipped = result.snn_scores.copy()

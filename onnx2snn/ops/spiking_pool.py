@@ -15,16 +15,17 @@ implementable on event-driven hardware.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_graphsurgeon as gs
 
-from .time_axis import const, to_steps
+from .time_axis import INT64_MAX, const, to_steps
 
 
-def spiking_max_pool(graph: gs.Graph, node: gs.Node, T: int, stepwise: bool = False) -> None:
-    """Rewrite the MaxPool/GlobalMaxPool ``node`` (input: T*B rows, time-major) in place."""
-    if stepwise:
-        _stepwise_pool(graph, node)
-        return
+def spiking_max_pool(graph: gs.Graph, node: gs.Node, T: int, stateful: bool = False) -> dict[str, str]:
+    """Rewrite the MaxPool/GlobalMaxPool ``node`` (input: T*B rows, time-major) in place; returns
+    its state pairs (``stateful``: the T steps continue a run, see :func:`_stateful_pool`)."""
+    if stateful:
+        return _stateful_pool(graph, node, T)
     base = node.name
     x, y = node.inputs[0], node.outputs[0]
     v = lambda s: gs.Variable(f"{base}/{s}", dtype=x.dtype)  # noqa: E731
@@ -50,21 +51,66 @@ def spiking_max_pool(graph: gs.Graph, node: gs.Node, T: int, stepwise: bool = Fa
     ]
     node.inputs.clear()
     node.outputs.clear()
+    return {}
 
 
-def _stepwise_pool(graph: gs.Graph, node: gs.Node) -> None:
-    """One step with explicit state: C = count + x; M = maxpool(C); y = M - max; the graph inputs
-    ``<pool>/count`` and ``<pool>/max`` (0 before the first step) become ``..._next`` outputs."""
+def _stateful_pool(graph: gs.Graph, node: gs.Node, T: int) -> dict[str, str]:
+    """T steps that continue a run, the state explicit: graph inputs ``<pool>/count`` (C before
+    the first of these steps) and ``<pool>/max`` (maxpool of it), 0 at the start of a run::
+
+        C = CumSum([count; x_0; ...; x_{T-1}])[1:] ;  M = maxpool(C) ;  Y = M - [max; M_0 .. M_{T-2}]
+
+    and outputs ``..._next`` = the last C and M. The sums are those of the whole run's CumSum, in
+    the same order (count + x_0 first), so a run in chunks of steps gives the same spikes."""
     base, x, y = node.name, node.inputs[0], node.outputs[0]
-    count, running = gs.Variable(f"{base}/count", dtype=x.dtype), gs.Variable(f"{base}/max", dtype=x.dtype)
-    count_next = gs.Variable(f"{base}/count_next", dtype=x.dtype)
-    max_next = gs.Variable(f"{base}/max_next", dtype=x.dtype)
+    v = lambda s: gs.Variable(f"{base}/{s}", dtype=x.dtype)  # noqa: E731
+    count, running = v("count"), v("max")
+    steps, x_shape = to_steps(graph, x, T, f"{base}/in")
+    start, first_max = v("count_step"), v("max_step")
+    joined, cum, cum_steps, cum_rows, pooled = v("count_and_x"), v("cumsum_all"), v("cumsum"), v("cumsum_rows"), \
+        v("running_max")
+    axis0 = const(f"{base}/axes0", [0])
+    graph.nodes += [
+        gs.Node("Expand", f"{base}/count_step", inputs=[count, _one_step_shape(graph, steps, f"{base}/in")],
+                outputs=[start]),
+        gs.Node("Concat", f"{base}/count_and_x", attrs={"axis": 0}, inputs=[start, steps], outputs=[joined]),
+        gs.Node("CumSum", f"{base}/cumsum_all", inputs=[joined, const(f"{base}/axis0", 0)], outputs=[cum]),
+        gs.Node("Slice", f"{base}/cumsum", inputs=[cum, const(f"{base}/c0", [1]), const(f"{base}/c1", [T + 1]), axis0],
+                outputs=[cum_steps]),
+        gs.Node("Reshape", f"{base}/cumsum_rows", inputs=[cum_steps, x_shape], outputs=[cum_rows]),
+        gs.Node(node.op, f"{base}/pool", attrs=dict(node.attrs), inputs=[cum_rows], outputs=[pooled]),
+    ]
+    m, m_shape = to_steps(graph, pooled, T, f"{base}/out")
+    prev, shifted, diff, count_next, max_next = v("max_prev"), v("max_shifted"), v("max_diff"), v("count_next"), \
+        v("max_next")
+    graph.nodes += [
+        gs.Node("Expand", f"{base}/max_step", inputs=[running, _one_step_shape(graph, m, f"{base}/out")],
+                outputs=[first_max]),
+        gs.Node("Slice", f"{base}/max_prev", inputs=[m, const(f"{base}/p0", [0]), const(f"{base}/p1", [T - 1]), axis0],
+                outputs=[prev]),
+        gs.Node("Concat", f"{base}/max_shifted", attrs={"axis": 0}, inputs=[first_max, prev], outputs=[shifted]),
+        gs.Node("Sub", f"{base}/max_diff", inputs=[m, shifted], outputs=[diff]),
+        gs.Node("Reshape", f"{base}/spikes", inputs=[diff, m_shape], outputs=[y]),
+        gs.Node("Gather", f"{base}/count_next", attrs={"axis": 0}, inputs=[cum, const(f"{base}/last_c", T)],
+                outputs=[count_next]),
+        gs.Node("Gather", f"{base}/max_next", attrs={"axis": 0}, inputs=[m, const(f"{base}/last_m", T - 1)],
+                outputs=[max_next]),
+    ]
     graph.inputs += [count, running]
     graph.outputs += [count_next, max_next]
-    graph.nodes += [
-        gs.Node("Add", f"{base}/accumulate", inputs=[count, x], outputs=[count_next]),
-        gs.Node(node.op, f"{base}/pool", attrs=dict(node.attrs), inputs=[count_next], outputs=[max_next]),
-        gs.Node("Sub", f"{base}/spikes", inputs=[max_next, running], outputs=[y]),
-    ]
     node.inputs.clear()
     node.outputs.clear()
+    return {count.name: count_next.name, running.name: max_next.name}
+
+
+def _one_step_shape(graph: gs.Graph, steps: gs.Variable, base: str) -> gs.Variable:
+    """[1, B, ...] for ``steps`` [T, B, ...]: the shape a state (0, or [B, ...]) is expanded to."""
+    shape, rest, out = (gs.Variable(f"{base}/{s}", dtype=np.int64) for s in ("all_shape", "step_rest", "one_step"))
+    graph.nodes += [
+        gs.Node("Shape", f"{base}/all_shape", inputs=[steps], outputs=[shape]),
+        gs.Node("Slice", f"{base}/step_rest", inputs=[shape, const(f"{base}/r0", [1]), const(f"{base}/r1", [INT64_MAX])],
+                outputs=[rest]),
+        gs.Node("Concat", f"{base}/one_step", attrs={"axis": 0}, inputs=[const(f"{base}/one", [1]), rest],
+                outputs=[out]),
+    ]
+    return out
