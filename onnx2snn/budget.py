@@ -87,6 +87,41 @@ def resident_memory() -> int:
         return 0
 
 
+def peak_rss() -> int | None:
+    """This process's peak resident set size so far in bytes (VmHWM, Linux), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+_MMAP_THRESHOLD = 1 << 20
+_RETURNING: list[bool] = []
+
+
+def return_freed_memory() -> None:
+    """Make glibc map every allocation of 1 MiB or more on its own, so a freed array leaves the
+    process (once per process; nothing elsewhere). By default glibc raises that threshold to
+    32 MiB after the first large free, carves later arrays from its heap, and a fragmented heap
+    keeps what was freed: the peak of a phase-2 run of the budget tests grew 15 % above the budget
+    that way. Numpy's large arrays are written once, so mapping them costs no measurable time
+    (docs/scale.md); onnxruntime's runs take their memory from the shared arena."""
+    if _RETURNING:
+        return
+    _RETURNING.append(True)
+    try:
+        import ctypes
+        import ctypes.util
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (fixing it also stops its growth)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def _page_size() -> int:
     import os
     return os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -127,6 +162,7 @@ class Budget:
 
     def __init__(self, limit: int | None = None):
         self.limit = int(limit) if limit else default_limit()
+        return_freed_memory()
         self.baseline = resident_memory()
         self.records: dict[str, list[RunSize]] = {}
 
@@ -156,6 +192,12 @@ class Budget:
         log.debug("%s: runs of %d sample(s) x %d step(s), about %s of %s free", stage, size.samples, size.steps,
                   format_size(size.bytes), format_size(free))
         return size
+
+    def check(self, stage: str, fp: Footprint, held: int = 0) -> None:
+        """Raise :class:`MemoryBudgetError` unless one sample at one step (the smallest run) fits."""
+        if fp.peak(1, 1) > self.free(held):
+            T = 2 if fp.dynamic.any() else 1
+            raise self._too_small(stage, fp, held, 1, T)
 
     def _too_small(self, stage: str, fp: Footprint, held: int, steps: int, T: int) -> MemoryBudgetError:
         name, shape, per_step = fp.widest

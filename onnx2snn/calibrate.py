@@ -45,13 +45,14 @@ from .budget import Budget, MemoryBudgetError, footprint
 from .config import Config, Granularity
 from .data import Dataset
 from .evaluation import score_output
-from .if_kernel import IFKernel, workers
+from .if_kernel import IFKernel
 from .plan import Plan
 from .progress import progress
 from .refit import refit_layer
 from .rewrite import build
+from .runtime import release_memory
 from .segments import Block, Segment, SpikeStore, block_feeds, blocks, segment_inputs
-from .targets import SEARCH_NEURONS, Targets, ann_targets
+from .targets import Targets, ann_targets, search_work
 from .thresholds import LayerParams
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
     needs = [segment_inputs(snn, layer.current, set(names[:i])) for i, layer in enumerate(plan.layers)]
     needs.append(segment_inputs(snn, score, set(names)))  # the score output, read at the end
     last_use = {n: max([i for i, inputs in enumerate(needs) if n in inputs], default=-1) for n in names}
-    held = targets.nbytes + _search_bytes(targets, config)
+    search = [t.sample.shape for t in targets.layers.values()]
+    held = targets.nbytes + search_work(max(r for r, _ in search), max(n for _, n in search), config)
     store = SpikeStore(len(calib), config.T, ram=max(0, budget.free(held)) // 4)
     fitted, fits = dict(params), []
     with IFKernel(config.T, config) as kernel:
@@ -121,20 +123,15 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                 for name in names[: i + 1]:
                     if last_use[name] <= i:
                         store.drop(name)
+                del runs, fitter
                 store.release()
                 kernel.release()
+                release_memory()
             rows = len(targets.scores)
             snn_scores = _search_scores(snn, score, set(names), calib.head(rows), store, config, budget, held)
         finally:
             store.close()
     return Phase2(fitted, fits, work, score, targets.scores, snn_scores)
-
-
-def _search_bytes(targets: Targets, config: Config) -> int:
-    """The search set's currents and the search kernels' temporaries (per worker), for the widest layer."""
-    rows = max((t.sample.shape[0] for t in targets.layers.values()), default=0)
-    per_step = rows * min(SEARCH_NEURONS, max((t.sample.shape[1] for t in targets.layers.values()), default=0)) * 4
-    return per_step * (config.T + 1) + 8 * per_step * workers(config)
 
 
 def _search_scores(snn, score: str, available: set[str], data: Dataset, store: SpikeStore, config: Config,
@@ -192,17 +189,18 @@ class _LayerRuns:
 
     def _size(self, segment: Segment, budget: Budget, fixed: int, steps: int, chunkable: bool = True):
         """Blocks for the segment plus what the kernel and the store hold per sample: the
-        kernel's step temporaries and, per step, the unpacked input bits, the spikes and their
-        transposed copy for packing."""
+        kernel's step temporaries and, per step, the unpacked input bits, the spikes (each step's
+        and their concatenation) and their transposed copy for packing."""
         spikes = frozenset(n for n in segment.inputs if n in self.store)
         fp = footprint(segment.model, [segment.output, *segment.states.values()], steps, spikes)
         n_in = sum(self.store.neurons(name) for name in spikes)
-        fp = fp.plus(static=32 * self.neurons, dynamic=n_in + 2.2 * self.neurons)
+        fp = fp.plus(static=32 * self.neurons, dynamic=n_in + 3.2 * self.neurons)
         held = fixed + weights.weight_bytes(segment.model) + self.room
         return budget.run_size("phase 2", fp, len(self.calib), steps, self.config.batch_size, held, chunkable)
 
     def __iter__(self):
-        """(block, current [steps, samples, *shape]; steps 1 for a constant current)."""
+        """(block, current [steps, samples, *shape]; steps 1 for a constant current). Consumers
+        delete the current before asking for the next (the budget counts one block's)."""
         state, last = {}, None
         for block in self.blocks:
             if block in self._kept:
@@ -218,12 +216,14 @@ class _LayerRuns:
                     current, state = self.segment.run(feeds, state)
                 else:
                     current = self.segment.run(feeds)
-                current = last = current.reshape(1 if self.constant else block.steps, block.samples,
-                                                 *current.shape[1:])
+                del feeds
+                current = current.reshape(1 if self.constant else block.steps, block.samples, *current.shape[1:])
+                last = current if self.constant else None
             if current.nbytes <= self.room:
                 self._kept[block] = current
                 self.room -= current.nbytes
             yield block, current
+            del current
 
     def clear(self) -> None:
         self._kept.clear()
@@ -271,6 +271,7 @@ class _LayerFitter:
             flat = current[:, :take].reshape(current.shape[0], take, -1)
             t = slice(0, 1) if self.runs.constant else slice(block.t0, block.t1)
             out[t, block.start:block.start + take] = flat if every else np.take(flat, index, axis=2)
+            del current, flat
         return out
 
     def _at(self, value):
@@ -355,4 +356,5 @@ class _LayerFitter:
             total += count.sum(axis=0)
             n += block.samples if block.t1 == self.T else 0
             self.runs.store.put(name, block, fired, theta.astype(current.dtype))
+            del current, count, fired
         return total / n

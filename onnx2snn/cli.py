@@ -22,8 +22,9 @@ from .export import save_model, unroll
 from .export.unrolled import FORMS
 from .load import load_model
 from .pipeline import convert
-from .report import format_text, summary
+from .report import format_text, guarded, summary
 from .runtime import default_providers
+from .weights import WeightStore
 
 EPILOG = """Data: .npz archives with the model input as 'x' (or by input name) and optional integer
 labels 'y'; .npy arrays (input only); or a folder of images (class subfolders give labels), read
@@ -155,21 +156,26 @@ def _run(args) -> dict:
     model = Path(args.model)
     output = Path(args.output) if args.output else model.with_name(model.stem + ".snn.onnx")
     _check_outputs(args, model, output)
-    ann = load_model(model)
+    store = WeightStore()  # the model's weights, held once (onnx2snn.weights)
+    ann = store.detach(load_model(model))
+    if args.nir:
+        from .export.nir import check_exportable
+        check_exportable(ann)  # refused now, not after the conversion
     calib, data = _data_paths(model, args.calib, args.data)
     images = ImageOptions(args.mean, args.std, args.size)
     calib, data = (load_path(p, ann, what, images) for p, what in ((calib, "calibration data"), (data, "test data")))
     sweep = args.sweep or (REPORT_SWEEP if args.report else ())
     result = convert(ann, calib, config, data=data, score_output=args.score_output, sweep=sweep)
-    save_model(unroll(result.snn, args.unroll) if args.unroll else result.snn, output, source=model)
+    snn = result.light_snn
+    save_model(unroll(snn, args.unroll) if args.unroll else snn, output, source=model)  # the work is safe now
     report = summary(result, str(model), str(output))
     if args.nir:
         from .export.nir import save_nir
-        save_nir(result.snn, args.nir)
-        report["nir"] = args.nir
+        report["nir"] = guarded("NIR export", report["warnings"], lambda: save_nir(snn, args.nir) or args.nir)
     if args.report:
         from .export.report_html import write_report
-        report["report"] = str(write_report(report, args.report) / "index.html")
+        report["report"] = guarded("HTML report", report["warnings"],
+                                   lambda: str(write_report(report, args.report) / "index.html"))
     return report
 
 

@@ -5,10 +5,15 @@ synaptic operations (SOPs) counted from the spikes it actually emitted.
   (Conv: ``C_in / groups x prod(kernel)`` inputs per output; Gemm/MatMul: the inner dimension).
 * SNN, event-driven view: the first linear layer sees the analog input, which is constant under
   direct encoding, so its MACs are paid once. Every other linear op is driven by spikes: a spike of
-  spiking layer l costs ``fanout_l`` accumulates, where ``fanout_l = sum over the linear ops that
-  its spikes reach (through pooling, reshapes and residual adds) of MACs(op) / inputs(op)`` -- the
-  mean number of synapses leaving one input neuron (exact for dense layers and unpadded convs,
-  a slight overestimate at padded borders). ``SOPs = sum_l spikes_l x fanout_l``, spikes per
+  spiking layer l costs ``fanout_l`` accumulates, where ``fanout_l = sum over the weighted ops that
+  its spikes reach of MACs(op) / inputs(op)`` -- the mean number of synapses leaving one input
+  neuron (exact for dense layers and unpadded convs, grouped and depthwise ones included, a slight
+  overestimate at padded borders). Spikes reach them through the ops the registry calls linear or
+  max-pooling (pooling, reshapes, transposes and channel shuffles, concatenations, residual adds):
+  one unit reaches one unit downstream, except through a Split, where it reaches one of the
+  outputs (``fanout = sum_k size_k / size_in x fanout(output k)``). The walk stops at any
+  activation (the next spiking layer pays for its own spikes; an analog readout activation ends
+  the network) and at ops that are neither. ``SOPs = sum_l spikes_l x fanout_l``, spikes per
   sample = firing rate x neurons x T.
 * Energy (45 nm CMOS, Horowitz 2014, the figures used by the SNN literature): 4.6 pJ per 32-bit
   float MAC, 0.9 pJ per accumulate. ``E_ANN = 4.6 pJ x MACs``; ``E_SNN = 4.6 pJ x first-layer MACs
@@ -23,11 +28,15 @@ import numpy as np
 import onnx
 
 from . import load
+from .ops import Role, lookup_proto
 from .plan import Plan
 
 PJ_PER_MAC = 4.6
 PJ_PER_AC = 0.9
-LINEAR = ("Conv", "Gemm", "MatMul")
+
+
+class EnergyError(Exception):
+    """The estimate cannot be made for this graph (the report says so and goes on)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,19 +60,24 @@ def estimate(ann: onnx.ModelProto, plan: Plan, firing_rates: dict[str, float], T
 
     Preconditions: ``ann`` is the normalised model with static shapes after the batch axis;
     ``firing_rates`` are measured spike fractions per spiking layer (``Evaluation.firing_rates``).
-    """
+    Raises :class:`EnergyError` naming the tensor whose shape is unknown."""
     shapes, consumers = _shapes(ann), {}
     for node in ann.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    macs = {n.name: _macs(n, shapes) for n in ann.graph.node if n.op_type in LINEAR}
+    macs = {n.name: _macs(n, shapes) for n in ann.graph.node if _role(n) is Role.WEIGHTED}
     first = _first_linear(ann, plan)
+    walk = _Fanout(consumers, shapes, macs)
     sops = {}
     for layer in plan.layers:
-        neurons = float(np.prod(shapes.get(layer.output, ()) or (1,)))
-        spikes = firing_rates.get(layer.name, 0.0) * neurons * T
-        sops[layer.name] = spikes * _fanout(layer.output, consumers, shapes, macs)
+        spikes = firing_rates.get(layer.name, 0.0) * _size(layer.output, shapes) * T
+        sops[layer.name] = spikes * walk(layer.output) if spikes else 0.0
     return Energy(float(sum(macs.values())), float(macs.get(first, 0.0)), float(sum(sops.values())), sops)
+
+
+def _role(node: onnx.NodeProto) -> Role | None:
+    spec = lookup_proto(node)
+    return spec.role if spec else None
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -73,9 +87,17 @@ def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _size(name: str, shapes) -> float:
+    """Elements of one sample of tensor ``name``; EnergyError when its shape is unknown."""
+    shape = shapes.get(name)
+    if shape is None or any(d <= 0 for d in shape):
+        raise EnergyError(f"the shape of tensor '{name}' is unknown after shape inference")
+    return float(np.prod(shape)) if shape else 1.0
+
+
 def _macs(node: onnx.NodeProto, shapes) -> float:
-    out = float(np.prod(shapes.get(node.output[0], ()) or (0,)))
-    if node.op_type == "Conv":
+    out = _size(node.output[0], shapes)
+    if node.op_type in ("Conv", "ConvTranspose"):
         w = shapes.get(node.input[1], ())
         return out * float(np.prod(w[1:])) if w else 0.0
     x = shapes.get(node.input[0], ())
@@ -84,26 +106,35 @@ def _macs(node: onnx.NodeProto, shapes) -> float:
     return out * float(inner)
 
 
-def _inputs(node: onnx.NodeProto, shapes) -> float:
-    return float(np.prod(shapes.get(node.input[0], ()) or (1,)))
+class _Fanout:
+    """Mean accumulates per unit of a tensor (module docstring), memoised: each tensor is walked once."""
 
+    def __init__(self, consumers, shapes, macs):
+        self.consumers, self.shapes, self.macs, self.memo = consumers, shapes, macs, {}
 
-def _fanout(tensor: str, consumers, shapes, macs, depth: int = 0) -> float:
-    """Mean accumulates per unit of ``tensor``, followed through pass-through ops (pooling,
-    reshapes, residual adds: one unit reaches about one unit downstream) to the linear ops."""
-    total = 0.0
-    for node in consumers.get(tensor, []):
-        if node.op_type in LINEAR:
-            total += macs[node.name] / _inputs(node, shapes) if node.input[0] == tensor else 0.0
-        elif node.op_type != "Relu" and depth < 32 and node.output:
-            total += _fanout(node.output[0], consumers, shapes, macs, depth + 1)
-    return total
+    def __call__(self, tensor: str) -> float:
+        if tensor not in self.memo:
+            self.memo[tensor] = 0.0  # a DAG has no cycles; this only guards malformed graphs
+            self.memo[tensor] = sum(self._through(node, tensor) for node in self.consumers.get(tensor, []))
+        return self.memo[tensor]
+
+    def _through(self, node: onnx.NodeProto, tensor: str) -> float:
+        role = _role(node)
+        if role is Role.WEIGHTED:
+            return self.macs[node.name] / _size(tensor, self.shapes) if node.input[0] == tensor else 0.0
+        if role not in (Role.LINEAR, Role.MAXPOOL) or not node.output:
+            return 0.0
+        outputs = [o for o in node.output if o]
+        if node.op_type == "Split" and len(outputs) > 1:
+            whole = _size(tensor, self.shapes)
+            return sum(_size(o, self.shapes) / whole * self(o) for o in outputs)
+        return sum(self(o) for o in outputs)
 
 
 def _first_linear(ann: onnx.ModelProto, plan: Plan) -> str | None:
-    """The linear op that computes the first spiking layer's current from the analog input."""
+    """The weighted op that computes the first spiking layer's current from the analog input."""
     dynamic = set(plan.dynamic)
     for node in ann.graph.node:
-        if node.op_type in LINEAR and not any(i in dynamic for i in node.input):
+        if _role(node) is Role.WEIGHTED and not any(i in dynamic for i in node.input):
             return node.name
     return None

@@ -38,6 +38,9 @@ class Evaluation:
     task: str = "classification"  # or "regression" (one float per sample)
     ann_r2: float | None = None  # regression with targets y: coefficient of determination
     snn_r2: float | None = None
+    output_rel_error: float | None = None  # ||SNN - ANN|| / ||ANN|| over all float outputs
+    output_cosine: float | None = None  # mean over samples of cos(SNN output, ANN output)
+    ann_output_spread: float | None = None  # how much the ANN's output varies across samples (see compare)
 
     @property
     def accuracy_loss(self) -> float | None:
@@ -87,16 +90,15 @@ def compare(data: Dataset, name: str, ann_scores: np.ndarray, snn_scores: np.nda
             rates: dict[str, float] | None = None) -> Evaluation:
     """ANN vs SNN scores (output ``name``) on ``data``: agreement, accuracies (with labels), RMSE."""
     rates = rates or {}
-    rmse = None
-    if np.issubdtype(ann_scores.dtype, np.floating):
-        rmse = float(np.sqrt(np.mean((snn_scores.astype(np.float64) - ann_scores) ** 2)))
+    fidelity = _fidelity(ann_scores, snn_scores)
+    rmse = fidelity.pop("rmse")
     if _is_regression(ann_scores):
         ann_r2 = snn_r2 = None
         if data.labels is not None:
             y = data.labels.astype(np.float64).reshape(len(data), -1)
             ann_r2, snn_r2 = (_r2(y, s.reshape(len(data), -1)) for s in (ann_scores, snn_scores))
         return Evaluation(data.source, len(data), name, None, None, None, rates, rmse, "regression",
-                          ann_r2, snn_r2)
+                          ann_r2, snn_r2, **fidelity)
     ann_top, snn_top = _top1(ann_scores, name), _top1(snn_scores, name)
     ann_acc = snn_acc = None
     if data.labels is not None:
@@ -112,7 +114,28 @@ def compare(data: Dataset, name: str, ann_scores: np.ndarray, snn_scores: np.nda
                             f"output '{name}' with {classes} classes")
         ann_acc, snn_acc = float(np.mean(ann_top == labels)), float(np.mean(snn_top == labels))
     agreement = float(np.mean(ann_top == snn_top))
-    return Evaluation(data.source, len(data), name, ann_acc, snn_acc, agreement, rates, rmse)
+    return Evaluation(data.source, len(data), name, ann_acc, snn_acc, agreement, rates, rmse, **fidelity)
+
+
+def _fidelity(ann_scores: np.ndarray, snn_scores: np.ndarray) -> dict:
+    """How closely the SNN's float output follows the ANN's: RMS difference, relative L2 error
+    ``||z_snn - z_ann|| / ||z_ann||`` over all samples, the mean over samples of the cosine of the
+    two output vectors, and the ANN's spread: the RMS over outputs of their standard deviation
+    across samples, relative to the RMS of the outputs (near 0: the ANN answers the same whatever
+    the input, e.g. with random weights, and the other figures say little). None for outputs that
+    are not float."""
+    if not np.issubdtype(ann_scores.dtype, np.floating):
+        return dict(rmse=None)
+    a = ann_scores.astype(np.float64).reshape(len(ann_scores), -1)
+    b = snn_scores.astype(np.float64).reshape(len(snn_scores), -1)
+    norm = float(np.linalg.norm(a))
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cos = np.where(norms > 0, np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1), 1.0)
+    scale = float(np.sqrt(np.mean(a ** 2)))
+    return dict(rmse=float(np.sqrt(np.mean((b - a) ** 2))),
+                output_rel_error=float(np.linalg.norm(b - a) / norm) if norm else None,
+                output_cosine=float(np.mean(cos)),
+                ann_output_spread=float(np.sqrt(np.mean(a.std(axis=0) ** 2)) / scale) if scale else 0.0)
 
 
 def _is_regression(scores: np.ndarray) -> bool:

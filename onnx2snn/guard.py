@@ -10,7 +10,9 @@ per-layer errors are lower by construction. Other outputs compare the RMS differ
 outputs. The report says which was kept and why.
 It runs on phase 2's search set (the first 256 calibration samples, see :mod:`.targets`): phase 2
 brings its own SNN's and the ANN's outputs there, so the check costs one phase-1 SNN run on them --
-skipped when no agreement of phase 1 could be clearly better: ``a1 - a2 - 2 sqrt(p (1 - p) / n)``
+cut short as soon as phase 1, even agreeing on every sample still to come, could no longer be clearly
+better (then ``agreement_phase1`` is not known and is None), and skipped when no agreement of phase 1
+could be clearly better: ``a1 - a2 - 2 sqrt(p (1 - p) / n)``
 grows with a1 (for p > 1/2), so if even a1 = 1 is not clearly better than phase 2's a2 (on 256
 samples: at most one disagreement with the ANN), phase 2 is kept without running phase 1.
 """
@@ -21,6 +23,7 @@ import dataclasses
 import logging
 import math
 
+import numpy as np
 import onnx
 
 from .config import Config
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 class Phase2Check:
     """Agreement (or None for non-classifiers) and RMS output difference on the phase-2 samples."""
 
-    agreement_phase1: float | None  # None also when phase 1 was not run (it could not have won)
+    agreement_phase1: float | None  # None when phase 1 was not run, or stopped early (it could not have won)
     agreement_phase2: float | None
     rmse_phase1: float | None
     rmse_phase2: float | None
@@ -61,14 +64,33 @@ def check_phase2(ann: onnx.ModelProto, plan: Plan, p1: dict[str, LayerParams], r
                   "clearly better, so it is not run", round(two.agreement * len(data)), len(data))
         return Phase2Check(None, two.agreement, None, two.output_rmse, True)
     budget = budget or Budget(config.memory_limit)
+    stop = _hopeless(two, result, len(data)) if two.task == "classification" and two.agreement is not None else None
     snn1 = run_snn(to_snn(ann, plan, p1, config.T), data, config, [result.score], budget, "network check",
-                   source=(ann, plan, p1)).outputs[result.score]
+                   source=(ann, plan, p1), stop=stop).outputs[result.score]
+    if len(snn1) < len(data):
+        log.debug("network check: phase 1 stopped after %d of %d samples, when it could no longer agree with "
+                  "the ANN clearly better than phase 2", len(snn1), len(data))
+        return Phase2Check(None, two.agreement, None, two.output_rmse, True)
     one = compare(data, result.score, result.ann_scores, snn1)
     kept = not _better(one, two, len(data))
     if not kept:
         log.warning("phase 2 reverted: on the calibration samples phase 1 agrees better with the ANN "
                     "(%s vs %s) at T=%d", one.agreement, two.agreement, config.T)
     return Phase2Check(one.agreement, two.agreement, one.output_rmse, two.output_rmse, kept)
+
+
+def _hopeless(two: Evaluation, result: Phase2, n: int):
+    """``stop`` for the phase-1 run: True once phase 1, even agreeing with the ANN on every sample
+    still to come, could not be clearly better than phase 2 (the test grows with its agreement,
+    see the module docstring), so the decision is the one the whole run would give."""
+    ann_top = np.asarray(result.ann_scores).reshape(n, -1).argmax(axis=1)
+
+    def stop(outputs: dict) -> bool:
+        done = next(iter(outputs.values()))
+        agree = int(np.sum(done.reshape(len(done), -1).argmax(axis=1) == ann_top[:len(done)]))
+        best = (agree + n - len(done)) / n
+        return len(done) < n and not _better(dataclasses.replace(two, agreement=best), two, n)
+    return stop
 
 
 def _unbeatable(b: Evaluation, n: int) -> bool:

@@ -17,10 +17,12 @@ import onnx
 
 from . import evaluation
 from . import calibrate, guard, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
-from .budget import Budget, format_size
+from . import targets, weights
+from .budget import Budget, footprint, format_size
 from .config import Config
 from .data import Dataset, as_dataset
 from .progress import progress
+from .runtime import expose
 from .weights import WeightStore, attach, store_of
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Result:
     phase2_check: guard.Phase2Check | None = None  # phase 1 vs phase 2 on the calibration samples
     weights: WeightStore | None = None
     memory: dict = dataclasses.field(default_factory=dict)  # the budget and the run sizes chosen
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
 
     @property
     def ann(self) -> onnx.ModelProto:
@@ -76,41 +79,79 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     """
     start = time.perf_counter()
     config = config or Config()
+    clock = _Clock()
     store = store_of(model) if isinstance(model, onnx.ModelProto) else None
     store = store or WeightStore()
     ann = load.normalize(store.detach(model if isinstance(model, onnx.ModelProto) else load.load_model(model)))
+    store.prune(ann)
     plan = plan_mod.make_plan(ann)
     calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
     data = as_dataset(data, ann, "test data") if data is not None else None
+    clock.lap("load")
     budget = Budget(config.memory_limit)
+    _preflight(ann, plan, calib, config, budget)
     log.info("%d spiking layers; calibrating on %d samples; memory budget %s", len(plan.layers), len(calib),
              format_size(budget.limit))
     layer_stats = stats_mod.collect(ann, plan, calib, config, budget)
-    snn, params, fits, refitted, guarded = _convert_at(ann, plan, layer_stats, calib, config, budget)
+    clock.lap("statistics")
+    snn, params, fits, refitted, guarded = _convert_at(ann, plan, layer_stats, calib, config, budget, clock)
     check, swept = None, {}
     if data is not None:
         check = evaluation.evaluate(ann, snn, data, config, score_output, budget, (refitted or ann, plan, params))
+        clock.lap("evaluation")
         for T in progress(sorted(set(sweep)), total=len(set(sweep)), desc="sweep"):
             at = config.replace(T=T)
             snn_t, params_t, _, refitted_t, _ = _convert_at(ann, plan, layer_stats, calib, at, budget)
             swept[T] = evaluation.evaluate(ann, snn_t, data, at, score_output, budget,
                                            (refitted_t or ann, plan, params_t))
+        clock.lap("sweep")
     return Result(ann, snn, plan, params, layer_stats, fits, check, config, len(calib),
-                  time.perf_counter() - start, swept, refitted, guarded, store, budget.report())
+                  time.perf_counter() - start, swept, refitted, guarded, store, budget.report(), clock.laps)
 
 
-def _convert_at(ann, plan, layer_stats, calib, config, budget=None):
+def _preflight(ann, plan, calib, config: Config, budget: Budget) -> None:
+    """Refuse before any work a budget that cannot hold the smallest run of a stage: one sample
+    of the statistics' ANN run with their histograms, one sample at one step of the SNN (phase 2's
+    segments are parts of it) with what phase 2 holds besides."""
+    outputs = [layer.output for layer in plan.layers]
+    exposed = expose(ann, outputs)
+    held = stats_mod.held_bytes(ann, plan, len(calib), config) + weights.weight_bytes(ann)
+    budget.check("statistics", footprint(exposed, outputs), held)
+    snn = rewrite.to_snn(ann, plan, thresholds.unit_params(plan), config.T)
+    phase2 = targets.held_bytes(ann, plan, min(len(calib), config.phase2_samples), config) if config.runs_phase2 else 0
+    budget.check("SNN", footprint(snn, [o.name for o in ann.graph.output], config.T),
+                 phase2 + weights.weight_bytes(ann))
+
+
+class _Clock:
+    """Seconds per stage, each lap from the previous one (stages that did not run are left out)."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(self.laps.get(stage, 0.0) + now - self._last, 3)
+        self._last = now
+
+
+def _convert_at(ann, plan, layer_stats, calib, config, budget=None, clock=None):
     """Thresholds (phase 1, phase 2 and its network check) and rewrite for ``config.T``:
     (snn, params, fits, refitted ANN or None, phase-2 check or None)."""
     budget = budget or Budget(config.memory_limit)
+    clock = clock or _Clock()
     params = thresholds.phase1(plan, layer_stats, config)
     fits, work, check = [], ann, None
     if config.runs_phase2:
         result = calibrate.phase2(ann, plan, params, calib, config, budget)
+        clock.lap("phase 2")
         fits, check = result.fits, guard.check_phase2(ann, plan, params, result, calib, config, budget)
+        clock.lap("network check")
         if check.kept:
             params, work = result.params, result.model
     snn = rewrite.to_snn(work, plan, params, config.T, _metadata(config, work is not ann))
+    clock.lap("rewrite")
     return snn, params, fits, (work if work is not ann else None), check
 
 

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from . import __version__, energy
+from .budget import peak_rss
 from .pipeline import Result
+
+log = logging.getLogger(__name__)
 
 
 def summary(result: Result, model: str, output: str | None) -> dict:
-    """The conversion as one JSON-serialisable dict (the CLI's ``--json`` object)."""
+    """The conversion as one JSON-serialisable dict (the CLI's ``--json`` object). A part that
+    cannot be computed (the energy estimate, say, for a graph whose shapes are unknown) is None,
+    with the reason in ``warnings``; the summary itself never fails for it."""
+    warnings: list[str] = []
+    out = _core(result, model, output)
+    out["energy"] = guarded("energy estimate", warnings, _energy, result)
+    out["warnings"] = warnings
+    return out
+
+
+def guarded(what: str, warnings: list[str], fn, *args):
+    """``fn(*args)``, or None with a warning (logged and added to ``warnings``) when it raises: a
+    report part must never cost a finished conversion."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any failure of a report part is reported, not raised
+        message = f"{what} unavailable: {type(exc).__name__}: {exc}"
+        log.warning("%s", message)
+        warnings.append(message)
+        return None
+
+
+def _core(result: Result, model: str, output: str | None) -> dict:
     ev = result.evaluation
     rates = ev.firing_rates if ev else {}
     fits = {fit.name: fit for fit in result.fits}
@@ -51,8 +77,11 @@ def summary(result: Result, model: str, output: str | None) -> dict:
         "sweep": [{"T": T, "snn_accuracy": e.snn_accuracy, "agreement": e.agreement, "snn_r2": e.snn_r2,
                    "output_rmse": e.output_rmse}
                   for T, e in sorted(result.sweep.items())],
-        "energy": _energy(result),
-        "memory": result.memory,
+        "output_rel_error": ev.output_rel_error if ev else None,
+        "output_cosine": ev.output_cosine if ev else None,
+        "ann_output_spread": ev.ann_output_spread if ev else None,
+        "memory": {**result.memory, "peak_rss": peak_rss()},
+        "timings": result.timings,
         "seconds": round(result.seconds, 3),
         "version": __version__,
     }
@@ -66,7 +95,7 @@ def _energy(result: Result) -> dict | None:
     """MACs, SOPs from the measured spikes, and the energy estimate (see :mod:`.energy`)."""
     if result.evaluation is None:
         return None
-    e = energy.estimate(result.ann, result.plan, result.evaluation.firing_rates, result.config.T)
+    e = energy.estimate(result.light_ann, result.plan, result.evaluation.firing_rates, result.config.T)
     return {"ann_macs": e.ann_macs, "snn_macs": e.snn_macs, "snn_sops": e.snn_sops, "ann_uj": e.ann_uj,
             "snn_uj": e.snn_uj, "sops_by_layer": e.sops_by_layer, "pj_per_mac": energy.PJ_PER_MAC,
             "pj_per_ac": energy.PJ_PER_AC}
@@ -130,6 +159,8 @@ def format_text(s: dict) -> str:
     if s["weights_refitted"]:
         lines.append(f"  NOTE: the weights feeding {len(s['weights_refitted'])} layer(s) were refitted "
                      f"(--refit-weights): {', '.join(s['weights_refitted'])}")
+    for warning in s.get("warnings", []):
+        lines.append(f"  WARNING: {warning}")
     if s.get("energy"):
         e = s["energy"]
         lines.append(f"  per sample: ANN {e['ann_macs']:.3g} MACs; SNN {e['snn_macs']:.3g} MACs + {e['snn_sops']:.3g} "

@@ -33,10 +33,11 @@ def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True,
     alternate with other sessions (phase 2), whose idle spinning would take the cores they need.
     A model with IFNeuron nodes runs lowered (``unroll(model, "auto")``, see the module docstring).
     Memory: the weights of a light model (:mod:`.weights`) are handed over in place, not copied.
-    Memory patterns are off (they keep a block per input shape); the session's arena stays on: it
-    grows to the largest run the budget (:mod:`.budget`) sized for it, is reused by the next runs
-    without page faults (with the arena off, DenseNet-121 at T = 8 ran 1.6x slower), and is freed
-    with the session.
+    Memory patterns are off (they keep a block per input shape). All sessions share one arena that
+    grows by exactly what a run asks (:func:`shared_arena`) and is reused by the next runs without
+    page faults; :func:`release_memory` returns its free part between stages. (Per-session arenas
+    growing by powers of two held 1.8x the run's tensors after runs of unequal sizes; with no
+    arena, DenseNet-121 at T = 8 ran 1.6x slower.)
     The priority-based execution order keeps to the graph's topological order, which is what the
     budget's liveness assumes; onnxruntime's default order ran DenseNet-121's spike counters after
     the whole network, keeping every spike train alive (1,068 MiB instead of 277 MiB at T = 8, B = 2)."""
@@ -45,6 +46,8 @@ def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True,
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.enable_mem_pattern = False
+    if shared_arena():
+        options.add_session_config_entry("session.use_env_allocators", "1")
     options.execution_order = ort.ExecutionOrder.PRIORITY_BASED  # the graph's order: see below
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -62,6 +65,45 @@ def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True,
     session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
     session._onnx2snn_weights = (values, arrays, temporary)  # onnxruntime reads them in place
     return session
+
+
+_ARENA: list = []  # [registered?] once decided; the releasing session after it
+
+
+def shared_arena() -> bool:
+    """Register (once per process) the CPU arena all onnx2snn sessions share: it extends by
+    exactly the size a run requests (no power-of-two growth), and its free memory is returned by
+    :func:`release_memory`. False when it cannot be registered (e.g. the host process registered
+    its own): sessions then keep their own arenas."""
+    if not _ARENA:
+        try:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))  # 1: kSameAsRequested
+            _ARENA.append(True)
+        except Exception:  # noqa: BLE001 - any refusal leaves the default per-session arenas
+            _ARENA.append(False)
+    return _ARENA[0]
+
+
+def release_memory() -> None:
+    """Return the shared arena's free memory to the system: at the end of a stage, whose runs the
+    next stage's may not match (a run of a tiny session with onnxruntime's arena-shrink option)."""
+    if not shared_arena():
+        return
+    if len(_ARENA) == 1:
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "release",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.use_env_allocators", "1")
+        run_options = ort.RunOptions()
+        run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        _ARENA.append((ort.InferenceSession(model.SerializeToString(), options,
+                                            providers=["CPUExecutionProvider"]), run_options))
+    session, run_options = _ARENA[1]
+    session.run(None, {"x": np.zeros(1, np.float32)}, run_options)
 
 
 def default_providers() -> list[str]:
@@ -131,12 +173,15 @@ def _elem_type(model: onnx.ModelProto, name: str) -> int:
 
 def run_batches(session: ort.InferenceSession, data: Dataset, batch_size: int,
                 outputs: Sequence[str] | None = None, desc: str = "") -> Iterator[tuple[slice, dict]]:
-    """Run ``session`` over ``data`` in batches; yields ``(sample slice, {output name: array})``."""
+    """Run ``session`` over ``data`` in batches; yields ``(sample slice, {output name: array})``.
+    The dict is emptied before the next batch runs: a batch's outputs are not kept alive during
+    the next run (keep what you need by taking it out of the dict)."""
     names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
     batches = data.batches(batch_size)
     for part, feed in progress(batches, total=-(-len(data) // batch_size), desc=desc):
-        values = session.run(names, feed)
-        yield part, dict(zip(names, values))
+        values = dict(zip(names, session.run(names, feed)))
+        yield part, values
+        values.clear()
 
 
 def plan_runs(budget: Budget, stage: str, model: onnx.ModelProto, outputs: Sequence[str], samples: int,
@@ -165,6 +210,8 @@ def run(model: onnx.ModelProto, data: Dataset, config: Config, outputs: Sequence
     for _, values in run_batches(session, data, size.samples, names, desc):
         for n in names:
             chunks[n].append(values[n])
+    del session
+    release_memory()
     return {n: _join(v) for n, v in chunks.items()}
 
 

@@ -10,6 +10,7 @@ every linear op of the network runs once per pass over the calibration data. Eac
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import tempfile
 
@@ -139,6 +140,7 @@ class SpikeStore:
         self.samples, self.T, self.ram = samples, T, ram
         self._layers: dict[str, _Layer] = {}
         self._folder: tempfile.TemporaryDirectory | None = None
+        self._files = itertools.count()
 
     def create(self, name: str, shape: tuple[int, ...], dtype) -> None:
         """Make room for layer ``name`` (one sample's spikes have ``shape``)."""
@@ -148,7 +150,7 @@ class SpikeStore:
         if self.ram_bytes + size > self.ram:
             if self._folder is None:
                 self._folder = tempfile.TemporaryDirectory(prefix="onnx2snn-spikes-")
-            path = os.path.join(self._folder.name, f"{len(self._layers)}.bits")
+            path = os.path.join(self._folder.name, f"{next(self._files)}.bits")  # never reused
         self.drop(name)
         self._layers[name] = _Layer(tuple(shape), n, np.dtype(dtype), self.samples, self.T, path)
 
@@ -161,6 +163,7 @@ class SpikeStore:
         layer = self._layers[name]
         layer.theta = np.asarray(theta)
         layer.dtype = layer.theta.dtype
+        layer.flat = None
         steps = fired.reshape(block.steps, block.samples, layer.n).transpose(1, 0, 2)
         layer.write(block, np.packbits(steps, axis=-1))
 
@@ -174,7 +177,8 @@ class SpikeStore:
         out = layer.out
         if out is None or out.shape != shape:
             out = layer.out = np.empty(shape, layer.dtype)
-        np.multiply(bits.transpose(1, 0, 2).reshape(shape), layer.theta, out=out, casting="unsafe")
+        steps = out.reshape(block.steps, block.samples, layer.n)  # a view: time-major rows
+        np.multiply(bits.transpose(1, 0, 2), layer.per_neuron(), out=steps, casting="unsafe")
         return out
 
     def release(self) -> None:
@@ -211,7 +215,7 @@ class _Layer:
 
     def __init__(self, shape, n, dtype, samples, T, path):
         self.shape, self.n, self.dtype, self.T = shape, n, dtype, T
-        self.theta = np.ones((), dtype)
+        self.theta, self.flat = np.ones((), dtype), None
         self.row = (n + 7) // 8  # bytes of one sample's step
         self.size = samples * T * self.row
         self.out: np.ndarray | None = None
@@ -226,6 +230,12 @@ class _Layer:
                 raise CalibrationError(f"phase 2 needs {self.size / 2**30:.1f} GiB of temporary disk space for "
                                        f"spike trains in {os.path.dirname(path)} ({exc.strerror}); free space there, "
                                        "set TMPDIR to another folder, or raise --memory-limit") from None
+
+    def per_neuron(self) -> np.ndarray:
+        """theta for each neuron of a sample, flat [n] (theta is per layer, channel or neuron)."""
+        if self.flat is None:
+            self.flat = np.ascontiguousarray(np.broadcast_to(self.theta, self.shape).reshape(-1))
+        return self.flat
 
     def write(self, block: Block, packed: np.ndarray) -> None:
         if self.bits is not None:

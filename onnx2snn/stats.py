@@ -27,7 +27,7 @@ from .data import Dataset
 from .errors import CalibrationError
 from .plan import Plan
 from .budget import Budget
-from .runtime import expose, make_session, plan_runs, run_batches
+from .runtime import expose, make_session, plan_runs, release_memory, run_batches
 
 CHUNK = 1 << 18  # values per step of a histogram update (bounds its temporaries)
 
@@ -138,19 +138,27 @@ def collect(model: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config,
     outputs = {layer.output: layer.name for layer in plan.layers}
     exposed = expose(model, list(outputs))
     per_channel = config.granularity is Granularity.CHANNEL
-    shapes = load.sample_shapes(model, infer=False)
-    held = sum(_histogram_bytes(shapes.get(t, ()), len(calib), config.histogram_bins, per_channel) for t in outputs)
-    held += HISTOGRAM_WORK
+    held = held_bytes(model, plan, len(calib), config)
     size = plan_runs(budget, "statistics", exposed, list(outputs), len(calib), config, held)
     session = make_session(exposed, config)
     stats: dict[str, LayerStats] = {}
     for _, values in run_batches(session, calib, size.samples, list(outputs), "statistics"):
         for tensor, name in outputs.items():
             _update(stats, name, values[tensor], config.histogram_bins, per_channel, len(calib))
+    del session
+    release_memory()
     return stats
 
 
 HISTOGRAM_WORK = 48 * CHUNK  # an update's temporaries: about 40 bytes per value of a chunk
+
+
+def held_bytes(model: onnx.ModelProto, plan: Plan, samples: int, config: Config) -> int:
+    """What the statistics hold besides their runs: every layer's histograms and an update's work."""
+    shapes = load.sample_shapes(model, infer=False)
+    per_channel = config.granularity is Granularity.CHANNEL
+    return HISTOGRAM_WORK + sum(_histogram_bytes(shapes.get(layer.output, ()), samples, config.histogram_bins,
+                                                 per_channel) for layer in plan.layers)
 
 
 def _count_dtype(values_per_channel: int):

@@ -27,7 +27,7 @@ from .ops import if_neuron
 from .plan import Plan
 from .progress import progress
 from .rewrite import build
-from .runtime import add_spike_counters, make_session, plan_runs, run_batches
+from .runtime import add_spike_counters, make_session, plan_runs, release_memory, run_batches
 from .segments import cut
 from .thresholds import LayerParams
 
@@ -121,11 +121,13 @@ class SNNRun:
 
 
 def run_snn(snn: onnx.ModelProto, data: Dataset, config: Config, outputs: list[str], budget: Budget,
-            stage: str, count: bool = False, source: tuple | None = None) -> SNNRun:
+            stage: str, count: bool = False, source: tuple | None = None, stop=None) -> SNNRun:
     """Run the converted ``snn`` on ``data`` in runs sized by ``budget``: over samples, and over
     chunks of time steps when one sample with all T steps does not fit and the network is at hand
     to be rebuilt for fewer steps (``source`` = (ann, plan, params)). ``count``: count each IF
-    layer's spikes (exact integers, whatever the runs)."""
+    layer's spikes (exact integers, whatever the runs). ``stop(outputs so far)``, called after
+    each run with the outputs of the samples done: True ends the run there (the outputs are then
+    those of the first samples only)."""
     T = if_neuron.time_steps(snn) or 1
     model, counters = add_spike_counters(snn) if count else (snn, {})
     names = list(outputs) + [n for pair in counters.values() for n in pair]
@@ -140,6 +142,8 @@ def run_snn(snn: onnx.ModelProto, data: Dataset, config: Config, outputs: list[s
             for node, (c, s) in counters.items():
                 spikes[node] += int(values[c].sum(dtype=np.float64))
                 steps[node] += int(values[s])
+            if stop is not None and stop({n: np.concatenate(v) for n, v in parts.items()}):
+                break
     else:
         chunked = _fitting_chunks(source, T, size.steps, config, budget, stage, count)
         for _, feed in progress(data.batches(1), total=len(data), desc=stage):
@@ -149,6 +153,10 @@ def run_snn(snn: onnx.ModelProto, data: Dataset, config: Config, outputs: list[s
             for node, (rows, n_steps) in counted.items():
                 spikes[node] += int(sum(r.sum(dtype=np.float64) for r in rows))
                 steps[node] += n_steps
+            if stop is not None and stop({n: np.concatenate(v) for n, v in parts.items()}):
+                break
+    session = chunked = None  # noqa: F841 - their arena memory is returned below
+    release_memory()
     return SNNRun({n: np.concatenate(v) for n, v in parts.items()}, spikes, steps)
 
 

@@ -21,7 +21,8 @@ from .data import Dataset
 from .plan import Plan
 from . import load
 from .budget import Budget
-from .runtime import expose, make_session, plan_runs, run_batches
+from .runtime import expose, make_session, plan_runs, release_memory, run_batches
+from .if_kernel import workers
 
 SEARCH_SAMPLES = 256  # search set: at least this many samples (or all), else a tenth of them
 SEARCH_NEURONS = 2048
@@ -85,14 +86,13 @@ def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config
     fetch = list(names) + ([score] if score else [])
     exposed = expose(ann, fetch)
     wanted = search_samples(len(calib))
-    shapes = load.sample_shapes(ann, infer=False)
-    held = sum(_held_bytes(shapes.get(t, ()), wanted) for t in names)
+    held = held_bytes(ann, plan, len(calib), config)
     size = plan_runs(budget, "ANN targets", exposed, fetch, len(calib), config, held)
     session = make_session(exposed, config, spin=False)
     sums, samples, layers, scores = {}, {}, {}, []
     for _, values in run_batches(session, calib, size.samples, fetch, "ANN targets"):
         if score and sum(len(s) for s in scores) < wanted:
-            scores.append(values[score][: wanted - sum(len(s) for s in scores)])
+            scores.append(values[score][: wanted - sum(len(s) for s in scores)].copy())
         for tensor, name in names.items():
             a = values[tensor]
             if name not in layers:
@@ -105,6 +105,9 @@ def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config
             take = wanted - sum(len(s) for s in samples[name])
             if take > 0:
                 samples[name].append(a.reshape(len(a), -1)[:take, layers[name][1]])
+            del a  # nothing of this run is held during the next
+    del session
+    release_memory()
     return Targets({name: LayerTargets(name, shape, sums[name].total() / len(calib), index, channel,
                                        np.concatenate(samples[name]).astype(np.float32))
                     for name, (shape, index, channel) in layers.items()},
@@ -132,7 +135,18 @@ class GroupSum:
         return self.sum + self.group if self.group is not None else self.sum
 
 
-def _held_bytes(shape: tuple[int, ...], search: int) -> int:
-    """A layer's targets: E[a] (float64 per neuron) and the search set (float32)."""
-    size = int(np.prod(shape)) if shape else 1
-    return 8 * size + 4 * search * min(size, SEARCH_NEURONS)
+def held_bytes(ann: onnx.ModelProto, plan: Plan, samples: int, config: Config) -> int:
+    """What phase 2 holds besides its runs for ``samples`` samples: every layer's targets (E[a]
+    in float64 per neuron, the search set in float32) and the search's currents and kernels."""
+    shapes = load.sample_shapes(ann, infer=False)
+    search = search_samples(samples)
+    sizes = [int(np.prod(shapes.get(layer.output, (1,)))) for layer in plan.layers]
+    widest = max((min(n, SEARCH_NEURONS) for n in sizes), default=0)
+    return sum(8 * n + 4 * search * min(n, SEARCH_NEURONS) for n in sizes) + search_work(search, widest, config)
+
+
+def search_work(rows: int, neurons: int, config: Config) -> int:
+    """The search's memory: its currents [T, rows, neurons] (and their sum) and, per worker
+    thread, the IF kernel's temporaries (about 16 arrays of one step)."""
+    per_step = rows * neurons * 4
+    return per_step * (config.T + 1) + 16 * per_step * workers(config)

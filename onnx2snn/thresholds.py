@@ -67,3 +67,9 @@ def _layer_params(clip_max, s: LayerStats, config: Config, alpha: float | None =
         raise AssertionError(f"internal error: threshold of layer '{s.name}' is {theta}")
     alpha = config.alpha if alpha is None else alpha
     return LayerParams(theta, (alpha * theta).astype(dtype), source, dead)
+
+
+def unit_params(plan: Plan) -> dict[str, LayerParams]:
+    """Threshold 1 and v(0) 1/2 for every layer: an SNN to look at (its graph, its memory), not to run."""
+    return {layer.name: LayerParams(np.ones((), np.float32), np.full((), 0.5, np.float32), "unit")
+            for layer in plan.layers}

@@ -92,3 +92,17 @@ def run_ort(model: onnx.ModelProto, feeds: dict, optimize: bool = True) -> list[
 def inputs(shape, n: int = 64, seed: int = 1, positive: bool = False) -> np.ndarray:
     x = np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
     return np.abs(x) if positive else x
+
+
+def wide_cnn(channels: int = 32, size: int = 32, seed: int = RNG_SEED) -> onnx.ModelProto:
+    """A wide net for memory tests: x [N, 1, size, size] -> conv/relu x 2 -> maxpool -> conv/relu
+    -> global avgpool -> flatten -> gemm -> y [N, 10]; every hidden map has ``channels`` channels."""
+    g = GraphBuilder(seed)
+    h = g.relu(g.conv("x", 1, channels))
+    h = g.relu(g.conv(h, channels, channels))
+    h = g.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = g.relu(g.conv(h, channels, channels))
+    h = g.op("Flatten", [g.op("GlobalAveragePool", [h])], axis=1)
+    g.gemm(h, channels, 10)
+    g.nodes[-1].output[0] = "y"
+    return g.model({"x": ["N", 1, size, size]}, {"y": ["N", 10]})

@@ -36,6 +36,11 @@ def test_spike_store_round_trip_is_exact_for_any_block(ram):
         np.testing.assert_array_equal(store.get("s", block), expected.astype(np.float32))
     store.drop("s")
     assert "s" not in store
+    store.create("t", shape, np.float32)  # a layer made after a drop has its own room
+    store.create("u", shape, np.float32)
+    for name, bits in (("t", fired), ("u", ~fired)):
+        store.put(name, Block(0, samples, 0, T), bits.reshape(-1, *shape), theta)
+    np.testing.assert_array_equal(store.get("t", Block(0, samples, 0, T)), (fired * theta).reshape(-1, *shape))
     store.close()
 
 

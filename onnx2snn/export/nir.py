@@ -43,6 +43,9 @@ import onnx
 from onnx import numpy_helper
 
 from .. import load, weights
+from ..plan import make_plan
+from ..rewrite import to_snn
+from ..thresholds import unit_params
 from ..errors import ConfigError, UnsupportedModelError
 from ..ops import if_neuron
 from .files import atomic_write
@@ -55,6 +58,14 @@ def import_nir():
     except ImportError:
         raise ConfigError("NIR export needs the 'nir' package: pip install 'onnx2snn[nir]'") from None
     return nir
+
+
+def check_exportable(ann: onnx.ModelProto) -> None:
+    """Refuse before any work a model whose SNN NIR cannot express (UnsupportedModelError listing
+    every node): its SNN is built with unit thresholds for one step and mapped, nothing written."""
+    model = load.normalize(ann)
+    plan = make_plan(model)
+    to_nir(to_snn(model, plan, unit_params(plan), 1))
 
 
 def to_nir(snn: onnx.ModelProto):

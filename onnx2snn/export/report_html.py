@@ -34,10 +34,11 @@ def import_pyplot():
 
 
 def write_report(summary: dict, folder: str | os.PathLike) -> Path:
-    """Write ``folder``/index.html and its PNGs for a conversion ``summary`` (``report.summary``,
-    which must hold an evaluation and its ``energy``)."""
+    """Write ``folder``/index.html and its PNGs for a conversion ``summary`` (``report.summary``);
+    parts the summary lacks (an energy estimate that could not be made) are left out, and its
+    warnings are listed."""
     plt = import_pyplot()
-    energy = summary["energy"]
+    energy = summary.get("energy")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"report folder '{folder}' is a file; choose a folder name for --report")
@@ -99,6 +100,8 @@ def _figures(plt, s: dict, energy: dict):
     ax.set(title="Thresholds per layer (spread over channels)", ylabel="threshold θ")
     ax.set_xticks(range(1, len(names) + 1), short, rotation=30, ha="right", fontsize=7)
     yield "thresholds.png", fig
+    if not energy:
+        return
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
     a1.bar(["ANN MACs", "SNN MACs", "SNN SOPs"], [energy['ann_macs'], energy['snn_macs'], energy['snn_sops']],
            color=["tab:blue", "tab:blue", "tab:orange"])
@@ -135,14 +138,18 @@ def _rate(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _page(s: dict, energy: dict, images: list[str]) -> str:
+def _page(s: dict, energy: dict | None, images: list[str]) -> str:
     esc = lambda v: html.escape(str(v))  # noqa: E731
     pct = lambda v: "-" if v is None else f"{100 * v:.2f} %"  # noqa: E731
+    num = lambda key: "-" if not energy else f"{energy[key]:.4g}"  # noqa: E731
+    sops = (energy or {}).get("sops_by_layer", {})
     rows = "".join(
         f"<tr><td>{esc(layer['name'])}</td><td>{layer['threshold']:.4g}</td>"
         f"<td>{_rate(layer['firing_rate'])}</td>"
         f"<td>{layer.get('mse_phase1', float('nan')):.3g}</td><td>{layer.get('mse_phase2', float('nan')):.3g}</td>"
-        f"<td>{energy['sops_by_layer'].get(layer['name'], 0):.3g}</td></tr>" for layer in s["layers"])
+        f"<td>{sops.get(layer['name'], float('nan')):.3g}</td></tr>" for layer in s["layers"])
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in s.get("warnings", []))
+    warnings = f"<p><b>Warnings</b></p><ul>{warnings}</ul>" if warnings else ""
     sweep = "".join(f"<tr><td>{r['T']}</td><td>{pct(r['snn_accuracy'])}</td><td>{pct(r['agreement'])}</td></tr>"
                     for r in s["sweep"])
     imgs = "".join(f'<p><img src="{esc(n)}" alt="{esc(n)}"></p>' for n in images)
@@ -156,9 +163,9 @@ of {esc(s['data'])}; onnx2snn {esc(s['version'])}, {s['seconds']:.1f} s.</p>
 <table><tr><th></th><th>ANN</th><th>SNN</th></tr>
 <tr><td>accuracy</td><td>{pct(s['ann_accuracy'])}</td><td>{pct(s['snn_accuracy'])}</td></tr>
 <tr><td>agreement (SNN top-1 = ANN top-1)</td><td></td><td>{pct(s['agreement'])}</td></tr>
-<tr><td>MACs per sample</td><td>{energy['ann_macs']:.4g}</td><td>{energy['snn_macs']:.4g}</td></tr>
-<tr><td>SOPs per sample (from spikes)</td><td></td><td>{energy['snn_sops']:.4g}</td></tr>
-<tr><td>energy per sample (µJ)</td><td>{energy['ann_uj']:.4g}</td><td>{energy['snn_uj']:.4g}</td></tr></table>
+<tr><td>MACs per sample</td><td>{num('ann_macs')}</td><td>{num('snn_macs')}</td></tr>
+<tr><td>SOPs per sample (from spikes)</td><td></td><td>{num('snn_sops')}</td></tr>
+<tr><td>energy per sample (µJ)</td><td>{num('ann_uj')}</td><td>{num('snn_uj')}</td></tr></table>{warnings}
 <p>Energy: {PJ_PER_MAC} pJ per MAC and {PJ_PER_AC} pJ per accumulate (45 nm CMOS figures, Horowitz 2014);
 arithmetic only, memory traffic left out. The SNN pays MACs only in the first layer (constant input).</p>
 <h2>Accuracy vs T</h2><table><tr><th>T</th><th>SNN accuracy</th><th>agreement</th></tr>{sweep}</table>

@@ -24,6 +24,8 @@ default, the most portable form; :func:`.runtime.make_session` runs ``auto``.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -31,6 +33,8 @@ from onnx import helper, numpy_helper
 from .. import load, weights
 from ..errors import ConfigError
 from ..ops import if_neuron
+
+log = logging.getLogger(__name__)
 
 FORMS = ("steps", "scan", "auto")
 # Neurons per sample from which a layer runs as a Scan under "auto": on 2 cores, Scan was slower
@@ -59,8 +63,9 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
             continue
         constant = constants.get(node.input[0])
         elem_type = types.get(node.input[1])  # the threshold's: CastLike's target, as a Cast
-        if T > 1 and elem_type and _use_scan(form, shapes.get(node.input[0])):
-            nodes += _scan(node, T, opset, elem_type, constant)
+        sample = shapes.get(node.input[0])
+        if T > 1 and elem_type and _use_scan(form, sample, node.name):
+            nodes += _scan(node, T, opset, elem_type, constant, sample)
         else:
             nodes += _expand(node, body, constant)
     dropped = [n for n in nodes if n.op_type == "Tile" and n.output[0] in constants]
@@ -106,11 +111,17 @@ def _constant_currents(graph: onnx.GraphProto, T: int) -> dict[str, str]:
     return found
 
 
-def _use_scan(form: str, sample_shape: tuple[int, ...] | None) -> bool:
-    if form != "auto":
-        return form == "scan"
-    known = bool(sample_shape) and all(d > 0 for d in sample_shape)
-    return known and int(np.prod(sample_shape)) >= SCAN_MIN_NEURONS
+def _use_scan(form: str, sample_shape: tuple[int, ...] | None, name: str) -> bool:
+    """Whether IF node ``name`` becomes a Scan: ``scan``, or ``auto`` for large layers, and only
+    when the shape of one sample of its current is known (onnxruntime's Scan must know the
+    shapes of its body's outputs; without it the node is written step by step)."""
+    if form == "steps":
+        return False
+    known = sample_shape is not None and all(d > 0 for d in sample_shape)
+    if not known:
+        log.debug("IF node '%s': the shape of its current is unknown; written step by step, not as a Scan", name)
+        return False
+    return form == "scan" or int(np.prod(sample_shape, dtype=np.int64)) >= SCAN_MIN_NEURONS
 
 
 def _expand(node: onnx.NodeProto, body: onnx.FunctionProto, constant: str | None = None) -> list[onnx.NodeProto]:
@@ -135,7 +146,8 @@ def _expand(node: onnx.NodeProto, body: onnx.FunctionProto, constant: str | None
     return expanded
 
 
-def _scan(node: onnx.NodeProto, T: int, opset: int, elem_type: int, constant: str | None = None):
+def _scan(node: onnx.NodeProto, T: int, opset: int, elem_type: int, constant: str | None = None,
+          sample: tuple[int, ...] = ()):
     """``node`` as one Scan over the T steps (see the module docstring)::
 
         xr = X viewed as [T, B, ...] ;  (V, Sr) = Scan(v0 expanded to [B, ...], xr) ;  Y = Sr viewed as X
@@ -159,7 +171,7 @@ def _scan(node: onnx.NodeProto, T: int, opset: int, elem_type: int, constant: st
                   n("Concat", [f"{p}/time_head", f"{p}/row_shape"], "steps_shape", axis=0),
                   n("Reshape", [x, f"{p}/steps_shape"], "steps"),
                   n("Shape", [f"{p}/steps"], "steps_full_shape"), *rows("steps_full_shape", "step_shape")]
-    body = _step_graph(p, threshold, opset, elem_type, constant)
+    body = _step_graph(p, threshold, opset, elem_type, constant, sample)
     scan = helper.make_node("Scan", [f"{p}/v_init", f"{p}/steps"], [final, f"{p}/step_spikes"],
                             name=f"{p}/loop", num_scan_inputs=1, body=body)
     return nodes + [n("Expand", [v0, f"{p}/step_shape"], "v_init"), scan,
@@ -167,7 +179,8 @@ def _scan(node: onnx.NodeProto, T: int, opset: int, elem_type: int, constant: st
                                      name=f"{p}/spikes")]
 
 
-def _step_graph(p: str, threshold: str, opset: int, elem_type: int, constant: str | None) -> onnx.GraphProto:
+def _step_graph(p: str, threshold: str, opset: int, elem_type: int, constant: str | None,
+                sample: tuple[int, ...] = ()) -> onnx.GraphProto:
     """Scan body: (v, x_t) -> (v_t, spikes_t), one :func:`.ops.if_neuron.step_nodes` step (x_t is
     the outer ``constant`` when given; the scanned step number is then unused); its names are
     prefixed ``<node>/step/`` so they cannot clash with the outer graph's."""
@@ -180,6 +193,7 @@ def _step_graph(p: str, threshold: str, opset: int, elem_type: int, constant: st
         inner.name = local(inner.name)
         inner.input[:] = [i if i in (threshold, local("v"), x) else local(i) for i in inner.input]
         inner.output[:] = [local(o) for o in inner.output]
-    value = lambda name, t=elem_type: helper.make_tensor_value_info(local(name), t, None)  # noqa: E731
-    scanned = value("t", onnx.TensorProto.INT64) if constant else value("x")
+    step = [f"{p}/batch", *sample]  # one step: [B, *sample], B symbolic
+    value = lambda name, t=elem_type, shape=step: helper.make_tensor_value_info(local(name), t, shape)  # noqa: E731
+    scanned = value("t", onnx.TensorProto.INT64, []) if constant else value("x")
     return helper.make_graph(nodes, f"{p}/step", [value("v"), scanned], [value("m"), value("s")])

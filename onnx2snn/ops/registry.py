@@ -64,6 +64,12 @@ def lookup(node: gs.Node) -> OpSpec | None:
     return _REGISTRY.get(_key(node))
 
 
+def lookup_proto(node) -> OpSpec | None:
+    """:func:`lookup` for an ``onnx.NodeProto``."""
+    domain = "" if node.domain in ("", "ai.onnx") else node.domain
+    return _REGISTRY.get((domain, node.op_type))
+
+
 _REFUSALS: dict[tuple[str, str], Callable[[gs.Node], tuple[str, str]]] = {}
 
 
