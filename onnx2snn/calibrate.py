@@ -51,7 +51,7 @@ from .progress import progress
 from .refit import refit_layer
 from .rewrite import build
 from .runtime import release_memory
-from .segments import Block, Segment, SpikeStore, block_feeds, blocks, segment_inputs
+from .segments import Block, GraphIndex, Segment, SpikeStore, block_feeds, blocks, segment_inputs
 from .targets import Targets, ann_targets, search_work
 from .thresholds import LayerParams
 
@@ -97,8 +97,9 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
     score = score_output(ann)
     targets = ann_targets(ann, plan, calib, config, score=score, budget=budget)
     names = [layer.output for layer in plan.layers]
-    needs = [segment_inputs(snn, layer.current, set(names[:i])) for i, layer in enumerate(plan.layers)]
-    needs.append(segment_inputs(snn, score, set(names)))  # the score output, read at the end
+    index = GraphIndex(snn)
+    needs = [segment_inputs(index, layer.current, set(names[:i])) for i, layer in enumerate(plan.layers)]
+    needs.append(segment_inputs(index, score, set(names)))  # the score output, read at the end
     last_use = {n: max([i for i, inputs in enumerate(needs) if n in inputs], default=-1) for n in names}
     search = [t.sample.shape for t in targets.layers.values()]
     held = targets.nbytes + search_work(max(r for r, _ in search), max(n for _, n in search), config)
@@ -113,8 +114,9 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                                         store, config, budget, held)
                     if refit is not None:
                         work, snn = refit, build(refit, plan, params, config.T)[0]
+                        index = GraphIndex(snn)
                 store.create(layer.output, targets.layer(layer.name).shape, np.float32)
-                runs = _LayerRuns(work, plan, params, snn, layer, set(names[:i]), calib, store, config, budget,
+                runs = _LayerRuns(work, plan, params, index, layer, set(names[:i]), calib, store, config, budget,
                                   held)
                 fitter = _LayerFitter(runs, targets, layer.name, config, kernel)
                 fitted[layer.name], fit = fitter.fit(params[layer.name], layer.output)
@@ -128,7 +130,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                 kernel.release()
                 release_memory()
             rows = len(targets.scores)
-            snn_scores = _search_scores(snn, score, set(names), calib.head(rows), store, config, budget, held)
+            snn_scores = _search_scores(index, score, set(names), calib.head(rows), store, config, budget, held)
         finally:
             store.close()
     return Phase2(fitted, fits, work, score, targets.scores, snn_scores)

@@ -4,10 +4,15 @@ The ANN runs in onnxruntime with every spiking layer's activation exposed as an 
 (and per channel, axis 1, when asked) we keep, with memory independent of the number of samples:
 
 * the exact maximum and the number of positive values;
-* a histogram of the positive values on [0, R) with R = 2**e >= max. When a batch exceeds R, R is
+* a histogram of the positive values on [0, R) with R = 2**e > max. When a batch exceeds R, R is
   doubled and pairs of bins merge -- exact, because the coarser grid's edges are edges of the finer
   one. A percentile is read from the cumulative counts with linear interpolation inside its bin, so
   its error is below one bin width, R / bins <= 2 * max / bins.
+
+With per-channel statistics only the channels' histograms are counted; the whole tensor's is
+merged from them at the end (:meth:`StreamingHistogram.merged`) -- exactly the histogram counting
+the tensor directly would give, as every grid is a power of two aligned at 0 -- and the number of
+positive values is the sum of their counts. Each value is read twice (a maximum, a bin).
 
 Percentiles are over the *positive* activations (zeros are ReLU's "off" state; including them
 would let a sparse layer's threshold collapse).
@@ -44,7 +49,7 @@ class StreamingHistogram:
             bins = 1 << (bins - 1).bit_length()  # a power of two keeps merging exact
         self.bins = bins
         self.counts = np.zeros((channels, bins), dtype=dtype)
-        self.exponent = np.full(channels, np.iinfo(np.int32).min, dtype=np.int64)  # R = 2**exponent
+        self.exponent = np.full(channels, UNSET, dtype=np.int64)  # R = 2**exponent
         self.maximum = np.zeros(channels, dtype=np.float64)
 
     @property
@@ -52,41 +57,60 @@ class StreamingHistogram:
         return self.counts.nbytes
 
     def update(self, values: np.ndarray) -> None:
-        """Add ``values`` of shape [channels, n] (non-positive values are ignored)."""
+        """Add ``values`` of shape [channels, n] (non-positive values are ignored). Raises
+        ValueError when a value is NaN or infinite (a channel's maximum then is)."""
         batch_max = values.max(axis=1, initial=0.0).astype(np.float64)
+        if not np.isfinite(batch_max).all():
+            raise ValueError("NaN or infinite values")
         self.maximum = np.maximum(self.maximum, batch_max)
-        for c in np.flatnonzero(batch_max > 0):
-            self._grow(c, batch_max[c])
-        unset = self.exponent == np.iinfo(np.int32).min  # channels that never had a positive value
-        width = np.where(unset, 1.0, np.exp2(self.exponent.astype(np.float64)) / self.bins).astype(values.dtype)
+        self._grow(batch_max)
+        width = np.where(self.exponent == UNSET, 1.0, np.exp2(self.exponent.astype(np.float64)) / self.bins)
+        width = width.astype(values.dtype)
         rows = max(1, CHUNK // max(values.shape[1], self.bins))  # bounds the block and its bincount
         for r0 in range(0, len(values), rows):
+            if not batch_max[r0:r0 + rows].any():
+                continue  # no positive value in these channels
             for c0 in range(0, values.shape[1], CHUNK):
                 self._add(values[r0:r0 + rows, c0:c0 + CHUNK], width[r0:r0 + rows], r0)
 
     def _add(self, block: np.ndarray, width: np.ndarray, first: int) -> None:
         """Count the positive values of ``block`` (channels first .. first + len(block))."""
-        positive = block > 0
-        if not positive.any():
-            return
-        index = np.minimum((block / width[:, None]).astype(np.int64), self.bins - 1)
-        index += (np.arange(len(block)) * self.bins)[:, None]
-        flat = np.bincount(index[positive], minlength=len(block) * self.bins)
+        index = (block / width[:, None]).astype(np.int64)  # < bins for positive values: R > max
+        if len(block) > 1:
+            index += (np.arange(len(block)) * self.bins)[:, None]
+        flat = np.bincount(index[block > 0], minlength=len(block) * self.bins)
         self.counts[first:first + len(block)] += flat.reshape(len(block), self.bins).astype(self.counts.dtype)
 
-    def _grow(self, c: int, value: float) -> None:
-        needed = max(math.floor(math.log2(value)) + 1, -1000)  # R = 2**needed > value
-        if self.exponent[c] == np.iinfo(np.int32).min:
-            self.exponent[c] = needed
-            return
-        steps = needed - int(self.exponent[c])
-        if steps <= 0:
-            return
-        factor = 1 << min(steps, int(math.log2(self.bins)))
-        merged = self.counts[c].reshape(-1, factor).sum(axis=1)
-        self.counts[c] = 0
-        self.counts[c, :merged.size] = merged
-        self.exponent[c] = needed
+    def _grow(self, batch_max: np.ndarray) -> None:
+        """Set or widen the range of every channel whose batch maximum needs it: R = 2**e with
+        e = frexp's exponent, so R > max exactly; a channel widened by 2**k merges 2**k bins."""
+        seen = batch_max > 0
+        needed = np.frexp(batch_max)[1].astype(np.int64)
+        new = seen & (self.exponent == UNSET)
+        self.exponent[new] = needed[new]
+        for c in np.flatnonzero(seen & ~new & (needed > self.exponent)):  # rare after the first batches
+            factor = 1 << min(int(needed[c] - self.exponent[c]), int(math.log2(self.bins)))
+            merged = self.counts[c].reshape(-1, factor).sum(axis=1)
+            self.counts[c] = 0
+            self.counts[c, :merged.size] = merged
+            self.exponent[c] = needed[c]
+
+    def merged(self, dtype=np.int64) -> "StreamingHistogram":
+        """The histogram of all channels' values together: each channel's bins merged onto the
+        grid of the largest range (exact: the grids are powers of two aligned at 0)."""
+        out = StreamingHistogram(1, self.bins, dtype)
+        seen = self.exponent != UNSET
+        if not seen.any():
+            return out
+        top = int(self.exponent[seen].max())
+        out.exponent[0], out.maximum[0] = top, self.maximum.max()
+        total = np.zeros(self.bins, np.int64)
+        for c in np.flatnonzero(seen):
+            factor = 1 << min(top - int(self.exponent[c]), int(math.log2(self.bins)))
+            merged = self.counts[c].reshape(-1, factor).sum(axis=1, dtype=np.int64)
+            total[:merged.size] += merged
+        out.counts[0] = total
+        return out
 
     def percentile(self, q: float) -> np.ndarray:
         """Per-channel q-th percentile of the positive values (0 where a channel never fired)."""
@@ -106,6 +130,9 @@ class StreamingHistogram:
             frac = (rank - below) / counts[b] if counts[b] else 0.0
             out[c] = min((b + frac) * width, self.maximum[c])
         return out
+
+
+UNSET = np.iinfo(np.int32).min  # the exponent of a channel that has had no positive value
 
 
 @dataclasses.dataclass
@@ -147,6 +174,8 @@ def collect(model: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config,
             _update(stats, name, values[tensor], config.histogram_bins, per_channel, len(calib))
     del session
     release_memory()
+    for s in stats.values():
+        _finish(s, len(calib))
     return stats
 
 
@@ -170,32 +199,40 @@ def _histogram_bytes(shape: tuple[int, ...], samples: int, bins: int, per_channe
     """Bytes of one layer's histograms (tensor-wise, and per channel when asked)."""
     size = int(np.prod(shape)) if shape else 1
     channels = shape[0] if len(shape) >= 1 else 1
-    total = bins * np.dtype(_count_dtype(size * samples)).itemsize
+    total = bins * 8
     if per_channel:
         total += channels * bins * np.dtype(_count_dtype(size // max(channels, 1) * samples)).itemsize
     return int(total)
 
 
 def _update(stats, name, a, bins, per_channel, samples):
-    if not np.isfinite(a).all():
-        raise CalibrationError(f"layer '{name}' produced NaN/Inf activations on the calibration "
-                               "data; check the model and the input scaling")
+    """Count one batch ``a`` of layer ``name``: its channels' histograms, or the tensor's."""
     if name not in stats:
-        channels = a.shape[1] if a.ndim >= 2 else 1
         per = a[0].size
-        stats[name] = LayerStats(name, tuple(a.shape[1:]), 0, 0,
-                                 StreamingHistogram(1, bins, _count_dtype(per * samples)),
-                                 StreamingHistogram(channels, bins, _count_dtype(per // channels * samples))
-                                 if per_channel else None)
+        channels = a.shape[1] if a.ndim >= 2 else 1
+        hist = (StreamingHistogram(channels, bins, _count_dtype(per // channels * samples)) if per_channel
+                else StreamingHistogram(1, bins, _count_dtype(per * samples)))
+        stats[name] = LayerStats(name, tuple(a.shape[1:]), 0, 0, None if per_channel else hist,
+                                 hist if per_channel else None)
     s = stats[name]
     s.count += a.size
-    s.positive += int(np.count_nonzero(a > 0))
-    s.tensor.update(a.reshape(1, -1))
-    if s.channel is None:
-        return
-    if a.size <= CHUNK:  # small: channels first in one copy
-        by_channel = np.moveaxis(a, 1, 0) if a.ndim >= 2 else a[None]
-        s.channel.update(by_channel.reshape(by_channel.shape[0], -1))
-        return
-    for sample in a:  # large: [C, ...] of one sample at a time, a view (no copy of the batch)
-        s.channel.update(sample.reshape(sample.shape[0], -1) if sample.ndim else sample.reshape(1, 1))
+    try:
+        if not per_channel:
+            s.tensor.update(a.reshape(1, -1))
+        elif a.size <= CHUNK:  # small: channels first in one copy
+            by_channel = np.moveaxis(a, 1, 0) if a.ndim >= 2 else a[None]
+            s.channel.update(by_channel.reshape(by_channel.shape[0], -1))
+        else:
+            for sample in a:  # large: [C, ...] of one sample at a time, a view (no copy of the batch)
+                s.channel.update(sample.reshape(sample.shape[0], -1) if sample.ndim else sample.reshape(1, 1))
+    except ValueError:
+        raise CalibrationError(f"layer '{name}' produced NaN/Inf activations on the calibration "
+                               "data; check the model and the input scaling") from None
+
+
+def _finish(s: LayerStats, samples: int) -> None:
+    """The whole tensor's histogram from the channels' (when per channel) and the positive count."""
+    hist = s.channel if s.channel is not None else s.tensor
+    s.positive = int(hist.counts.sum(dtype=np.int64))
+    if s.tensor is None:
+        s.tensor = s.channel.merged(_count_dtype(s.count))

@@ -245,6 +245,15 @@ def _nbytes(tensor: TensorProto) -> int:
     return int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
 
 
+def without_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with an empty graph (its opsets, functions, metadata and so on)."""
+    out = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(out, field, value)
+    return out
+
+
 def _without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` without graph initializers, made field by field so that they are never
     copied."""

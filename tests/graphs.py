@@ -106,3 +106,24 @@ def wide_cnn(channels: int = 32, size: int = 32, seed: int = RNG_SEED) -> onnx.M
     g.gemm(h, channels, 10)
     g.nodes[-1].output[0] = "y"
     return g.model({"x": ["N", 1, size, size]}, {"y": ["N", 10]})
+
+
+def shufflenet_like(seed: int = RNG_SEED) -> onnx.ModelProto:
+    """ShuffleNet's unit: x [N, 8, 8, 8] -> conv/relu (16) -> Split into two halves; one half as is,
+    the other 1x1 conv/relu, depthwise 3x3 conv, 1x1 conv/relu -> Concat -> channel shuffle
+    (Reshape [N, 2, 8, 8, 8], Transpose, Reshape back) -> 1x1 conv/relu -> global avgpool -> gemm."""
+    g = GraphBuilder(seed)
+    h = g.relu(g.conv("x", 8, 16))
+    left, right = g.op("Split", [h, g.const(np.array([8, 8], np.int64), "split")], n_out=2, axis=1)
+    r = g.relu(g.conv(right, 8, 8, k=1, pad=0))
+    r = g.conv(r, 8, 8, k=3, group=8)  # depthwise
+    r = g.relu(g.conv(r, 8, 8, k=1, pad=0))
+    h = g.op("Concat", [left, r], axis=1)
+    h = g.op("Reshape", [h, g.const(np.array([0, 2, 8, 8, 8], np.int64), "shape")])
+    h = g.op("Transpose", [h], perm=[0, 2, 1, 3, 4])
+    h = g.op("Reshape", [h, g.const(np.array([0, 16, 8, 8], np.int64), "shape")])
+    h = g.relu(g.conv(h, 16, 16, k=1, pad=0))
+    h = g.op("Flatten", [g.op("GlobalAveragePool", [h])], axis=1)
+    g.gemm(h, 16, 5)
+    g.nodes[-1].output[0] = "y"
+    return g.model({"x": ["N", 8, 8, 8]}, {"y": ["N", 5]})

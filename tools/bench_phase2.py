@@ -41,7 +41,8 @@ from onnx2snn.guard import check_phase2  # noqa: E402
 from onnx2snn.data import from_arrays, load_npz  # noqa: E402
 from onnx2snn.plan import make_plan  # noqa: E402
 from onnx2snn.rewrite import to_snn  # noqa: E402
-from onnx2snn.runtime import run  # noqa: E402
+from onnx2snn.budget import Budget  # noqa: E402
+from onnx2snn.stepwise import run_snn  # noqa: E402
 from onnx2snn.stats import collect  # noqa: E402
 from onnx2snn.thresholds import phase1  # noqa: E402
 from ablation import model_path  # noqa: E402
@@ -56,9 +57,16 @@ def timed(fn, repeats):
     return statistics.median(times)
 
 
+CALIB: dict = {}  # --calib / --calib-samples, for models given as .onnx paths
+
+
 def model_and_data(name: str, folder: str):
-    """(normalised ANN, calibration Dataset): a shipped model, or ``vgg32`` (``bench_runtime``'s
-    VGG-like 3x32x32 net, torch needed) with 512 uniform random samples -- as many as phase 2 reads."""
+    """(normalised ANN, calibration Dataset): a shipped model, ``vgg32`` (``bench_runtime``'s
+    VGG-like 3x32x32 net, torch needed) with 512 uniform random samples -- as many as phase 2 reads
+    --, or any .onnx file with the data of ``--calib`` (first ``--calib-samples``)."""
+    if name.endswith(".onnx"):
+        ann = load.normalize(load.load_model(name))
+        return ann, load_npz(CALIB["path"], ann).head(CALIB["samples"])
     if name != "vgg32":
         path = model_path(name)
         ann = load.normalize(load.load_model(path))
@@ -77,17 +85,20 @@ def bench(name: str, T: int, repeats: int, threads: int | None) -> dict:
     config = Config(T=T, threads=threads)
     params = phase1(plan, collect(ann, plan, calib, config), config)
     snn = to_snn(ann, plan, params, T)
-    evaluation = timed(lambda: run(snn, calib, config), repeats)
+    evaluation = timed(lambda: run_snn(snn, calib, config, [o.name for o in ann.graph.output], Budget(), "SNN",
+                                       source=(ann, plan, params)), repeats)
     def calibrate_and_check():
         check_phase2(ann, plan, params, phase2(ann, plan, params, calib, config), calib, config)
     calibration = timed(calibrate_and_check, repeats)
-    return {"model": name, "T": T, "calib_samples": len(calib), "snn_eval_s": round(evaluation, 3),
+    return {"model": Path(name).stem, "T": T, "calib_samples": len(calib), "snn_eval_s": round(evaluation, 3),
             "phase2_s": round(calibration, 3), "ratio": round(calibration / evaluation, 2)}
 
 
-PARTS = {"ANN targets": "ann_targets", "search currents": "_search_currents", "search": "_search",
-         "measure E[rate]": "_measure", "commit": "_commit", "segment runs": "run_cached",
-         "spike cache unpack": "get", "network check": "check_phase2"}
+PARTS = {"ANN targets": ("targets", "ann_targets"), "search currents": ("calibrate", "_search_currents"),
+         "search": ("calibrate", "_search"), "measure E[rate]": ("calibrate", "_measure"),
+         "commit": ("calibrate", "_commit"), "segment runs": ("segments", "run"),
+         "segment set-up": ("calibrate", "__init__"), "spike store unpack": ("segments", "get"),
+         "IF kernel runs": ("if_kernel", "run"), "network check": ("guard", "check_phase2")}
 
 
 def profile(name: str, T: int, threads: int | None) -> dict:
@@ -107,14 +118,17 @@ def profile(name: str, T: int, threads: int | None) -> dict:
     prof.disable()
     stats = pstats.Stats(prof).stats
     total = sum(v[2] for v in stats.values())  # tottime over every function = the whole run
-    cum = {part: sum(v[3] for (f, _, fn), v in stats.items() if fn == func and "onnx2snn" in f)
-           for part, func in PARTS.items()}
-    return {"model": name, "T": T, "total_s": round(total, 3), **{k: round(v, 3) for k, v in cum.items()}}
+    cum = {part: sum(v[3] for (f, _, fn), v in stats.items() if fn == func and f.endswith(f"onnx2snn/{module}.py"))
+           for part, (module, func) in PARTS.items()}
+    return {"model": Path(name).stem, "T": T, "total_s": round(total, 3), **{k: round(v, 3) for k, v in cum.items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["digits_cnn", "digits_resnet", "mnist_cnn", "fashion_cnn"])
+    parser.add_argument("--models", nargs="+", default=["digits_cnn", "digits_resnet", "mnist_cnn", "fashion_cnn"],
+                        help="shipped model names, vgg32, or .onnx files (with --calib)")
+    parser.add_argument("--calib", help="calibration .npz for models given as .onnx files")
+    parser.add_argument("--calib-samples", type=int, default=256)
     parser.add_argument("--T", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
@@ -123,6 +137,7 @@ def main() -> None:
     parser.add_argument("--no-search", action="store_true",
                         help="one candidate each for the threshold and v(0) search (a floor for any search)")
     args = parser.parse_args()
+    CALIB.update(path=args.calib, samples=args.calib_samples)
     if args.no_search:
         calibrate.SCALES, calibrate.ALPHAS = (1.0,), (0.5,)
     if args.profile:
@@ -131,9 +146,9 @@ def main() -> None:
                 print(json.dumps(profile(m, T, args.threads)))
         return
     rows = [bench(m, T, args.repeats, args.threads) for m in args.models for T in args.T]
-    print(f"{'model':<14} {'T':>3} {'calib':>6} {'SNN eval s':>10} {'phase 2 s':>10} {'ratio':>6}")
+    print(f"{'model':<20} {'T':>3} {'calib':>6} {'SNN eval s':>10} {'phase 2 s':>10} {'ratio':>6}")
     for r in rows:
-        print(f"{r['model']:<14} {r['T']:>3} {r['calib_samples']:>6} {r['snn_eval_s']:>10.3f} "
+        print(f"{r['model']:<20} {r['T']:>3} {r['calib_samples']:>6} {r['snn_eval_s']:>10.3f} "
               f"{r['phase2_s']:>10.3f} {r['ratio']:>6.2f}")
     if args.json:
         print(json.dumps({"rows": rows, "max_ratio": max(r["ratio"] for r in rows)}))

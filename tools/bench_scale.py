@@ -167,7 +167,8 @@ def main() -> None:
                 if failed:
                     row.update(exit=None, error=[f"export failed: {failed}"])
                 else:
-                    row.update(convert(model, T, cal, test, args.memory_limit, work / f"{name}.{exporter}.T{T}.snn.onnx"))
+                    out = work / f"{name}.{exporter}.T{T}.snn.onnx"
+                    row.update(convert(model, T, cal, test, args.memory_limit, out))
                 rows.append(row)
                 print(_line(row, args.min_spread), file=sys.stderr, flush=True)
     if args.json:
@@ -188,8 +189,8 @@ def _line(row: dict, min_spread: float) -> str:
     if row.get("report") is None:
         return f"{row['model']} {row['exporter']} T={row['T']}: exit {row.get('exit')} {row.get('error')}"
     r = row["report"]
-    return (f"{row['model']} {row['exporter']} T={row['T']}: exit 0, {row['wall_s']} s, peak {row['peak_rss_gib']} GiB, "
-            f"rel. L2 / cos {_fidelity(r, min_spread)}, stages {r['timings']}")
+    return (f"{row['model']} {row['exporter']} T={row['T']}: exit 0, {row['wall_s']} s, "
+            f"peak {row['peak_rss_gib']} GiB, rel. L2 / cos {_fidelity(r, min_spread)}, stages {r['timings']}")
 
 
 def _table(rows: list[dict], min_spread: float) -> str:
@@ -206,7 +207,8 @@ def _table(rows: list[dict], min_spread: float) -> str:
         runs = r["memory"]["stages"]
         sizes = ", ".join(f"{k}: {v['samples'][0]}-{v['samples'][1]} x {v['steps'][0]}-{v['steps'][1]}"
                           for k, v in runs.items() if k in ("phase 2", "SNN"))
-        lines.append(f"| {row['model']} | {row['exporter']} | {row['T']} | 0 | {row['wall_s']} | {row['peak_rss_gib']} | "
+        lines.append(f"| {row['model']} | {row['exporter']} | {row['T']} | 0 | {row['wall_s']} | "
+                     f"{row['peak_rss_gib']} | "
                      f"{t.get('statistics', 0):.1f} | {t.get('phase 2', 0):.1f} | {t.get('network check', 0):.1f} | "
                      f"{t.get('evaluation', 0):.1f} | {sizes} | {_fidelity(r, min_spread)} |")
     return "\n".join(lines)

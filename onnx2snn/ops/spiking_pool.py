@@ -108,8 +108,8 @@ def _one_step_shape(graph: gs.Graph, steps: gs.Variable, base: str) -> gs.Variab
     shape, rest, out = (gs.Variable(f"{base}/{s}", dtype=np.int64) for s in ("all_shape", "step_rest", "one_step"))
     graph.nodes += [
         gs.Node("Shape", f"{base}/all_shape", inputs=[steps], outputs=[shape]),
-        gs.Node("Slice", f"{base}/step_rest", inputs=[shape, const(f"{base}/r0", [1]), const(f"{base}/r1", [INT64_MAX])],
-                outputs=[rest]),
+        gs.Node("Slice", f"{base}/step_rest", outputs=[rest],
+                inputs=[shape, const(f"{base}/r0", [1]), const(f"{base}/r1", [INT64_MAX])]),
         gs.Node("Concat", f"{base}/one_step", attrs={"axis": 0}, inputs=[const(f"{base}/one", [1]), rest],
                 outputs=[out]),
     ]
