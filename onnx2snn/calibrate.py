@@ -20,8 +20,8 @@ compensated instead of accumulated. No gradients, no change of the user's weight
 Memory: every pass runs over blocks of samples (and of time steps, when one sample's T steps do not
 fit), sized by the memory budget (:mod:`.budget`) from the layer's segment and the IF kernel; the
 spike trains are held in memory while a quarter of the budget allows, else on disk
-(:class:`.segments.SpikeStore`). A layer's currents are kept while they fit in
-``CURRENT_CACHE_BYTES`` and another quarter of the budget; beyond that they are recomputed for each
+(:class:`.spikes.SpikeStore`). A layer's currents are kept while they fit in
+``currents.CURRENT_CACHE_BYTES`` and another quarter of the budget; beyond that they are recomputed for each
 pass (search prefix, measure, commit). Results do not depend on the blocks. Cost per layer:
 about one segment run, one IF simulation of the calibration set (:mod:`.if_kernel`) plus one more
 if the correction is kept, and 13 IF simulations of the search set (8 scales, 4 alphas -- the
@@ -40,9 +40,10 @@ import logging
 import numpy as np
 import onnx
 
-from . import weights
-from .budget import Budget, MemoryBudgetError, footprint
+from .budget import Budget
+from .footprint import footprint
 from .config import Config, Granularity
+from .currents import LayerRuns
 from .data import Dataset
 from .evaluation import score_output
 from .if_kernel import IFKernel
@@ -51,7 +52,8 @@ from .progress import progress
 from .refit import refit_layer
 from .rewrite import build
 from .runtime import release_memory
-from .segments import Block, GraphIndex, Segment, SpikeStore, block_feeds, blocks, segment_inputs
+from .segments import GraphIndex, Segment, block_feeds, blocks, segment_inputs
+from .spikes import SpikeStore
 from .targets import Targets, ann_targets, search_work
 from .thresholds import LayerParams
 
@@ -59,7 +61,6 @@ log = logging.getLogger(__name__)
 
 SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25)
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
-CURRENT_CACHE_BYTES = 2 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +117,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                         work, snn = refit, build(refit, plan, params, config.T)[0]
                         index = GraphIndex(snn)
                 store.create(layer.output, targets.layer(layer.name).shape, np.float32)
-                runs = _LayerRuns(work, plan, params, index, layer, set(names[:i]), calib, store, config, budget,
+                runs = LayerRuns(work, plan, params, index, layer, set(names[:i]), calib, store, config, budget,
                                   held)
                 fitter = _LayerFitter(runs, targets, layer.name, config, kernel)
                 fitted[layer.name], fit = fitter.fit(params[layer.name], layer.output)
@@ -151,90 +152,10 @@ def _search_scores(snn, score: str, available: set[str], data: Dataset, store: S
     return np.concatenate(parts)
 
 
-class _LayerRuns:
-    """A layer's input current on the phase-2 samples, block by block, in blocks sized by the budget.
-
-    The blocks hold all T steps when a sample's do fit, else chunks of steps (the segment then
-    comes from the SNN built for that many steps with its spiking max-pools' state carried). A
-    current that does not depend on spikes (direct encoding) is computed once per sample range
-    (``steps`` 1). Currents are kept in memory while they fit (module docstring)."""
-
-    def __init__(self, ann, plan, params, snn, layer, available, calib, store, config, budget, held):  # noqa: PLR0913
-        self.calib, self.store, self.config = calib, store, config
-        self.constant = layer.current not in plan.time_major
-        self.neurons = store.neurons(layer.output)
-        fixed = held + store.ram_bytes
-        self.room = min(CURRENT_CACHE_BYTES, max(0, budget.free(fixed)) // 4)
-        segment = Segment(snn, layer.current, available, config)
-        size = self._size(segment, budget, fixed, config.T)
-        if size.steps < config.T and self.room:  # the kept currents give way first
-            self.room = 0
-            size = self._size(segment, budget, fixed, config.T)
-        if size.steps < config.T:
-            segment, size = self._chunked(ann, plan, params, layer, available, budget, fixed, size.steps)
-        self.segment, self.size = segment, size
-        self.blocks = blocks(len(calib), config.T, size.samples, size.steps)
-        self._kept: dict[Block, np.ndarray] = {}
-
-    def _chunked(self, ann, plan, params, layer, available, budget, fixed, most: int):
-        """The segment of the SNN built for the largest divisor of T up to ``most`` steps that fits
-        (its spiking max-pools carry their state), and its run size."""
-        for steps in [d for d in range(most, 0, -1) if self.config.T % d == 0]:
-            model, record = build(ann, plan, params, steps, stateful=True)
-            segment = Segment(model, layer.current, available, self.config, states=record.states)
-            try:
-                return segment, self._size(segment, budget, fixed, steps, chunkable=False)
-            except MemoryBudgetError:
-                if steps == 1:
-                    raise
-        raise AssertionError("unreachable: one step returns or raises above")
-
-    def _size(self, segment: Segment, budget: Budget, fixed: int, steps: int, chunkable: bool = True):
-        """Blocks for the segment plus what the kernel and the store hold per sample: the
-        kernel's step temporaries and, per step, the unpacked input bits, the spikes (each step's
-        and their concatenation) and their transposed copy for packing."""
-        spikes = frozenset(n for n in segment.inputs if n in self.store)
-        fp = footprint(segment.model, [segment.output, *segment.states.values()], steps, spikes)
-        n_in = sum(self.store.neurons(name) for name in spikes)
-        fp = fp.plus(static=32 * self.neurons, dynamic=n_in + 3.2 * self.neurons)
-        held = fixed + weights.weight_bytes(segment.model) + self.room
-        return budget.run_size("phase 2", fp, len(self.calib), steps, self.config.batch_size, held, chunkable)
-
-    def __iter__(self):
-        """(block, current [steps, samples, *shape]; steps 1 for a constant current). Consumers
-        delete the current before asking for the next (the budget counts one block's)."""
-        state, last = {}, None
-        for block in self.blocks:
-            if block in self._kept:
-                yield block, self._kept[block]
-                continue
-            if block.t0 == 0:
-                state, last = {}, None
-            if self.constant and last is not None:
-                current = last  # a constant current: one per sample range
-            else:
-                feeds = block_feeds(self.calib, block, self.store, self.segment.inputs)
-                if self.segment.states:
-                    current, state = self.segment.run(feeds, state)
-                else:
-                    current = self.segment.run(feeds)
-                del feeds
-                current = current.reshape(1 if self.constant else block.steps, block.samples, *current.shape[1:])
-                last = current if self.constant else None
-            if current.nbytes <= self.room:
-                self._kept[block] = current
-                self.room -= current.nbytes
-            yield block, current
-            del current
-
-    def clear(self) -> None:
-        self._kept.clear()
-
-
 class _LayerFitter:
     """Search, correct and commit one layer, reading its currents block by block."""
 
-    def __init__(self, runs: _LayerRuns, targets: Targets, name: str, config: Config, kernel: IFKernel):
+    def __init__(self, runs: LayerRuns, targets: Targets, name: str, config: Config, kernel: IFKernel):
         self.runs, self.config, self.kernel = runs, config, kernel
         self.T, self.target = config.T, targets.layer(name)
         self.steps = 1 if runs.constant else config.T  # a constant current is kept once, not T times

@@ -18,7 +18,8 @@ import onnx
 from . import evaluation
 from . import calibrate, guard, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
 from . import targets, weights
-from .budget import Budget, footprint, format_size
+from .budget import Budget, format_size
+from .footprint import footprint
 from .config import Config
 from .data import Dataset, as_dataset
 from .progress import progress

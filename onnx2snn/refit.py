@@ -21,11 +21,13 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import numpy_helper
 
-from .budget import Budget, footprint
+from .budget import Budget
+from .footprint import footprint
 from .config import Config
 from .data import Dataset
 from .runtime import expose, make_session
-from .segments import Segment, SpikeStore, block_feeds, blocks
+from .segments import Segment, block_feeds, blocks
+from .spikes import SpikeStore
 from . import weights
 
 log = logging.getLogger(__name__)

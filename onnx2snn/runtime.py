@@ -17,7 +17,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from . import weights
-from .budget import Budget, RunSize, footprint
+from .budget import Budget, RunSize
+from .footprint import footprint
 from .config import Config
 from .data import Dataset, as_dataset
 from .export.unrolled import unroll
@@ -188,7 +189,7 @@ def plan_runs(budget: Budget, stage: str, model: onnx.ModelProto, outputs: Seque
               config: Config, held: int = 0, extra: int = 0, spikes: frozenset = frozenset(),
               chunkable: bool = False) -> RunSize:
     """The run size for ``model`` (an ANN, or an SNN at its T) computing ``outputs`` on
-    ``samples`` samples: its footprint (:func:`.budget.footprint`) plus ``extra`` bytes per sample
+    ``samples`` samples: its footprint (:func:`.footprint.footprint`) plus ``extra`` bytes per sample
     the caller holds per sample of a run, within the budget less ``held`` and the session's own
     copy of the weights (onnxruntime's packed and re-laid-out weights)."""
     steps = if_neuron.time_steps(model) or 1

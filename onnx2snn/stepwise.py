@@ -20,7 +20,8 @@ import numpy as np
 import onnx
 
 from . import weights
-from .budget import Budget, footprint
+from .budget import Budget
+from .footprint import footprint
 from .config import Config
 from .data import Dataset
 from .ops import if_neuron

@@ -17,7 +17,8 @@ from conftest import MODELS
 from graphs import cnn, inputs, wide_cnn
 import onnx2snn
 from onnx2snn import Config, ConfigError, budget, load
-from onnx2snn.budget import Budget, Footprint, MemoryBudgetError, footprint
+from onnx2snn.budget import Budget, MemoryBudgetError
+from onnx2snn.footprint import Footprint, footprint
 from onnx2snn.runtime import expose, make_session
 
 MIB = 1 << 20

@@ -12,7 +12,8 @@ from onnx2snn.data import from_arrays, load_npz
 from onnx2snn.plan import make_plan
 from onnx2snn.rewrite import to_snn
 from onnx2snn.runtime import expose
-from onnx2snn.segments import Block, Segment, SpikeStore, blocks
+from onnx2snn.segments import Block, Segment, blocks
+from onnx2snn.spikes import SpikeStore
 from onnx2snn.stats import collect
 from onnx2snn.targets import search_neurons, search_samples
 from onnx2snn.thresholds import phase1
