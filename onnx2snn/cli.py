@@ -1,6 +1,7 @@
 """Command line: parse arguments, call the API, print the report. Nothing else.
 
 Exit status: 0 success; 2 bad usage or bad input (one line on stderr says what and how to fix);
+3 the converted model was written but comparing it on the test data failed (the report says why);
 1 internal error (a bug: please report it).
 """
 
@@ -29,8 +30,9 @@ from .weights import WeightStore
 EPILOG = """Data: .npz archives with the model input as 'x' (or by input name) and optional integer
 labels 'y'; .npy arrays (input only); or a folder of images (class subfolders give labels), read
 with Pillow as x = (pixels/255 - mean) / std. Without --calib/--data, MODEL.calib.npz and
-MODEL.test.npz beside the model are used when they exist. Exit status: 0 ok, 2 bad input or usage,
-1 internal error."""
+MODEL.test.npz beside the model are used when they exist. Exit status: 0 ok, 2 bad input or usage
+(nothing written), 3 converted and written but the comparison on the test data failed, 1 internal
+error."""
 REPORT_SWEEP = (1, 2, 4, 8, 16, 32)
 
 
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report))
     else:
         print(format_text(report))
-    return 0
+    return 3 if report.get("evaluation_error") else 0
 
 
 def _run(args) -> dict:
@@ -166,6 +168,8 @@ def _run(args) -> dict:
     calib, data = (load_path(p, ann, what, images) for p, what in ((calib, "calibration data"), (data, "test data")))
     sweep = args.sweep or (REPORT_SWEEP if args.report else ())
     result = convert(ann, calib, config, data=data, score_output=args.score_output, sweep=sweep)
+    del ann  # the input model's weights that conversion replaced (folding) can go:
+    result.compact()
     snn = result.light_snn
     save_model(unroll(snn, args.unroll) if args.unroll else snn, output, source=model)  # the work is safe now
     report = summary(result, str(model), str(output))

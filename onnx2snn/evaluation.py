@@ -1,10 +1,13 @@
 """Stage 7: evaluate the SNN against the ANN on real inputs.
 
-Accuracy is top-1 on the model's score output (the first floating-point output shaped [N, K], or
-``--score-output``; an integer label output is used as the prediction itself); agreement is the
-fraction of samples where the SNN's top-1 class equals the ANN's, which needs no labels. A model
-with one float output per sample is treated as a regression: R^2 against float targets ``y``.
-For float outputs, the RMS difference between SNN and ANN outputs is reported too. Firing rates
+Accuracy is top-1 on the model's score output (the first floating-point output shaped [N, K] --
+trailing axes of size 1, as in [N, K, 1, 1], are dropped --, or ``--score-output``; an integer label
+output is used as the prediction itself); agreement is the fraction of samples where the SNN's top-1
+class equals the ANN's, which needs no labels. A model with one float output per sample is treated as
+a regression: R^2 against float targets ``y``. Any other float output (a feature map, say) is
+compared as a whole: no classes, only how closely the SNN's output follows the ANN's. For float
+outputs the RMS difference, the relative L2 error and the cosine of SNN and ANN outputs are
+reported. Labels are checked against the score output before any work (:func:`check_data`). Firing rates
 are measured from the spikes: spikes / (neurons * T * samples).
 """
 
@@ -19,7 +22,6 @@ from onnx import helper
 from .config import Config
 from .data import Dataset, as_dataset
 from .errors import DataError
-from .ops import if_neuron
 from .budget import Budget
 from .runtime import run
 from .stepwise import run_snn
@@ -35,7 +37,7 @@ class Evaluation:
     agreement: float | None  # fraction of samples with SNN top-1 == ANN top-1 (classification)
     firing_rates: dict[str, float]  # by spiking layer (activation node) name
     output_rmse: float | None = None  # RMS difference of SNN and ANN scores (float outputs)
-    task: str = "classification"  # or "regression" (one float per sample)
+    task: str = "classification"  # or "regression" (one float per sample), "output" (any other float output)
     ann_r2: float | None = None  # regression with targets y: coefficient of determination
     snn_r2: float | None = None
     output_rel_error: float | None = None  # ||SNN - ANN|| / ||ANN|| over all float outputs
@@ -65,7 +67,8 @@ def score_output(model: onnx.ModelProto, requested: str | None = None) -> str:
     for out in tensors:
         t = out.type.tensor_type
         is_float = t.elem_type and np.issubdtype(helper.tensor_dtype_to_np_dtype(t.elem_type), np.floating)
-        if is_float and len(t.shape.dim) == 2:
+        dims = [d.dim_value for d in t.shape.dim]
+        if is_float and len(dims) >= 2 and all(d == 1 for d in dims[2:]):
             return out.name
     if not tensors:
         raise DataError("the model has no tensor output to compare; re-export it with a score output")
@@ -86,33 +89,64 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, data, config: Config,
     return compare(data, name, ann_scores, result.outputs[name], rates)
 
 
+def check_data(ann: onnx.ModelProto, data: Dataset, score: str | None = None) -> None:
+    """Refuse, before any work, test data whose labels cannot be compared with the score output:
+    class indices 0..K-1 for a classifier (K when the output's shape says it), numbers for a
+    regression."""
+    name = score_output(ann, score)
+    if data.labels is None:
+        return
+    out = next(o for o in ann.graph.output if o.name == name)
+    t = out.type.tensor_type
+    dims = [d.dim_value for d in t.shape.dim]
+    is_float = t.elem_type and np.issubdtype(helper.tensor_dtype_to_np_dtype(t.elem_type), np.floating)
+    kind = _kind_of_shape(dims) if is_float else "classification"
+    if kind == "classification":
+        _check_labels(data, name, dims[1] if len(dims) > 1 and dims[1] > 0 else None)
+
+
+def _kind_of_shape(dims: list[int]) -> str:
+    """'regression' ([N] or [N, 1]), 'classification' ([N, K] with trailing axes of size 1), or
+    'output' (anything else); unknown sizes (0) count as K > 1."""
+    if len(dims) <= 1 or (len(dims) >= 2 and all(d == 1 for d in dims[1:])):
+        return "regression"
+    return "classification" if all(d == 1 for d in dims[2:]) else "output"
+
+
+def _check_labels(data: Dataset, name: str, classes: int | None) -> None:
+    labels = data.labels
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{data.source}: labels 'y' must be integer class indices for output '{name}'")
+    if labels.ndim != 1 or (labels < 0).any():
+        raise DataError(f"{data.source}: labels 'y' for output '{name}' must be class indices 0..K-1, one per sample")
+    if classes is not None and labels.max() >= classes:
+        raise DataError(f"{data.source}: label {int(labels.max())} is out of range for output '{name}' with "
+                        f"{classes} classes")
+
+
 def compare(data: Dataset, name: str, ann_scores: np.ndarray, snn_scores: np.ndarray,
             rates: dict[str, float] | None = None) -> Evaluation:
-    """ANN vs SNN scores (output ``name``) on ``data``: agreement, accuracies (with labels), RMSE."""
+    """ANN vs SNN scores (output ``name``) on ``data``: agreement, accuracies (with labels), RMSE
+    and the other fidelity figures; the task follows the output's shape (module docstring)."""
     rates = rates or {}
     fidelity = _fidelity(ann_scores, snn_scores)
     rmse = fidelity.pop("rmse")
-    if _is_regression(ann_scores):
+    is_float = np.issubdtype(ann_scores.dtype, np.floating)
+    kind = _kind_of_shape([len(ann_scores), *ann_scores.shape[1:]]) if is_float else "classification"
+    if kind == "output":
+        return Evaluation(data.source, len(data), name, None, None, None, rates, rmse, "output", **fidelity)
+    if kind == "regression":
         ann_r2 = snn_r2 = None
         if data.labels is not None:
             y = data.labels.astype(np.float64).reshape(len(data), -1)
             ann_r2, snn_r2 = (_r2(y, s.reshape(len(data), -1)) for s in (ann_scores, snn_scores))
         return Evaluation(data.source, len(data), name, None, None, None, rates, rmse, "regression",
                           ann_r2, snn_r2, **fidelity)
-    ann_top, snn_top = _top1(ann_scores, name), _top1(snn_scores, name)
+    ann_top, snn_top = _top1(ann_scores), _top1(snn_scores)
     ann_acc = snn_acc = None
     if data.labels is not None:
-        labels = data.labels
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(f"{data.source}: labels 'y' must be integer class indices for output '{name}'")
-        if labels.ndim != 1 or (labels < 0).any():
-            raise DataError(f"{data.source}: labels 'y' for output '{name}' must be class indices 0..K-1, "
-                            "one per sample")
-        classes = ann_scores.shape[1] if ann_scores.ndim == 2 else None
-        if classes is not None and labels.max() >= classes:
-            raise DataError(f"{data.source}: label {int(labels.max())} is out of range for "
-                            f"output '{name}' with {classes} classes")
-        ann_acc, snn_acc = float(np.mean(ann_top == labels)), float(np.mean(snn_top == labels))
+        _check_labels(data, name, ann_scores.shape[1] if ann_scores.ndim >= 2 else None)
+        ann_acc, snn_acc = float(np.mean(ann_top == data.labels)), float(np.mean(snn_top == data.labels))
     agreement = float(np.mean(ann_top == snn_top))
     return Evaluation(data.source, len(data), name, ann_acc, snn_acc, agreement, rates, rmse, **fidelity)
 
@@ -138,26 +172,14 @@ def _fidelity(ann_scores: np.ndarray, snn_scores: np.ndarray) -> dict:
                 ann_output_spread=float(np.sqrt(np.mean(a.std(axis=0) ** 2)) / scale) if scale else 0.0)
 
 
-def _is_regression(scores: np.ndarray) -> bool:
-    """One float per sample: [N] or [N, 1] floating-point output."""
-    return np.issubdtype(scores.dtype, np.floating) and (scores.ndim == 1 or scores.shape[1:] == (1,))
-
-
 def _r2(y: np.ndarray, pred: np.ndarray) -> float:
     total = float(((y - y.mean(axis=0)) ** 2).sum())
     return 1.0 - float(((y - pred) ** 2).sum()) / total if total else float("nan")
 
 
-def _top1(scores: np.ndarray, name: str) -> np.ndarray:
+def _top1(scores: np.ndarray) -> np.ndarray:
+    """Class per sample: a label output as it is, else the argmax over the classes of scores
+    [N, K] (trailing axes of size 1 dropped)."""
     if scores.ndim == 1 and np.issubdtype(scores.dtype, np.integer):
         return scores  # a label output
-    if scores.ndim != 2:
-        raise DataError(f"output '{name}' has shape {list(scores.shape)}, not [N, classes]; "
-                        "name the score output with --score-output")
-    return scores.argmax(axis=1)
-
-
-def layer_names(snn: onnx.ModelProto) -> list[str]:
-    """Spiking layer names of a converted model, in graph order."""
-    return [n.name[: -len("/if")] for n in snn.graph.node
-            if n.domain == if_neuron.DOMAIN and n.op_type == if_neuron.OP_TYPE]
+    return scores.reshape(len(scores), -1).argmax(axis=1)

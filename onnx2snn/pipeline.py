@@ -54,10 +54,18 @@ class Result:
     weights: WeightStore | None = None
     memory: dict = dataclasses.field(default_factory=dict)  # the budget and the run sizes chosen
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
+    evaluation_error: str | None = None  # the comparison on test data failed (the conversion stands)
 
     @property
     def ann(self) -> onnx.ModelProto:
         return attach(self.light_ann)
+
+    def compact(self) -> None:
+        """Drop the weights that none of this result's models refers to (the input model's before
+        BatchNormalization was folded into them, say): for a caller that holds no other light
+        model of the same store."""
+        if self.weights is not None:
+            self.weights.prune(*(m for m in (self.light_ann, self.light_snn, self.light_refitted) if m is not None))
 
     @property
     def snn(self) -> onnx.ModelProto:
@@ -82,12 +90,16 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     config = config or Config()
     clock = _Clock()
     store = store_of(model) if isinstance(model, onnx.ModelProto) else None
+    owned = store is None  # a store of the caller's may hold light models of theirs: not pruned
     store = store or WeightStore()
-    ann = load.normalize(store.detach(model if isinstance(model, onnx.ModelProto) else load.load_model(model)))
-    store.prune(ann)
+    raw = model if isinstance(model, onnx.ModelProto) else load.load_model(model)
+    ann = store.detach(load.normalize(store.detach(raw)))  # weights made by folding go to the store too
+    del raw
     plan = plan_mod.make_plan(ann)
     calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
     data = as_dataset(data, ann, "test data") if data is not None else None
+    if data is not None:
+        evaluation.check_data(ann, data, score_output)  # labels that cannot be compared: refused now
     clock.lap("load")
     budget = Budget(config.memory_limit)
     _preflight(ann, plan, calib, config, budget)
@@ -96,18 +108,22 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     layer_stats = stats_mod.collect(ann, plan, calib, config, budget)
     clock.lap("statistics")
     snn, params, fits, refitted, guarded = _convert_at(ann, plan, layer_stats, calib, config, budget, clock)
-    check, swept = None, {}
+    check, swept, failed = None, {}, None
     if data is not None:
-        check = evaluation.evaluate(ann, snn, data, config, score_output, budget, (refitted or ann, plan, params))
-        clock.lap("evaluation")
-        for T in progress(sorted(set(sweep)), total=len(set(sweep)), desc="sweep"):
-            at = config.replace(T=T)
-            snn_t, params_t, _, refitted_t, _ = _convert_at(ann, plan, layer_stats, calib, at, budget)
-            swept[T] = evaluation.evaluate(ann, snn_t, data, at, score_output, budget,
-                                           (refitted_t or ann, plan, params_t))
-        clock.lap("sweep")
-    return Result(ann, snn, plan, params, layer_stats, fits, check, config, len(calib),
-                  time.perf_counter() - start, swept, refitted, guarded, store, budget.report(), clock.laps)
+        try:  # the conversion is done: a failure from here on must not cost it (Result.evaluation_error)
+            check = evaluation.evaluate(ann, snn, data, config, score_output, budget, (refitted or ann, plan, params))
+            clock.lap("evaluation")
+            _sweep(ann, plan, layer_stats, calib, data, config, score_output, budget, sweep, swept)
+            clock.lap("sweep")
+        except Exception as exc:  # noqa: BLE001 - reported with the converted model, not raised
+            failed = f"{type(exc).__name__}: {exc}"
+            log.warning("the comparison on the test data failed (%s); the converted model is kept", failed)
+    result = Result(ann, snn, plan, params, layer_stats, fits, check, config, len(calib),
+                    time.perf_counter() - start, swept, refitted, guarded, store, budget.report(), clock.laps,
+                    failed)
+    if owned:
+        result.compact()
+    return result
 
 
 def _preflight(ann, plan, calib, config: Config, budget: Budget) -> None:
@@ -135,6 +151,14 @@ class _Clock:
         now = time.perf_counter()
         self.laps[stage] = round(self.laps.get(stage, 0.0) + now - self._last, 3)
         self._last = now
+
+
+def _sweep(ann, plan, layer_stats, calib, data, config, score_output, budget, steps, swept) -> None:
+    """Convert (with the same statistics) and evaluate at each T of ``steps`` into ``swept``."""
+    for T in progress(sorted(set(steps)), total=len(set(steps)), desc="sweep"):
+        at = config.replace(T=T)
+        snn_t, params_t, _, refitted_t, _ = _convert_at(ann, plan, layer_stats, calib, at, budget)
+        swept[T] = evaluation.evaluate(ann, snn_t, data, at, score_output, budget, (refitted_t or ann, plan, params_t))
 
 
 def _convert_at(ann, plan, layer_stats, calib, config, budget=None, clock=None):

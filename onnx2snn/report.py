@@ -17,6 +17,8 @@ def summary(result: Result, model: str, output: str | None) -> dict:
     cannot be computed (the energy estimate, say, for a graph whose shapes are unknown) is None,
     with the reason in ``warnings``; the summary itself never fails for it."""
     warnings: list[str] = []
+    if result.evaluation_error:
+        warnings.append(f"comparison on the test data failed: {result.evaluation_error}")
     out = _core(result, model, output)
     out["energy"] = guarded("energy estimate", warnings, _energy, result)
     out["warnings"] = warnings
@@ -83,6 +85,7 @@ def _core(result: Result, model: str, output: str | None) -> dict:
         "memory": {**result.memory, "peak_rss": peak_rss()},
         "timings": result.timings,
         "seconds": round(result.seconds, 3),
+        "evaluation_error": result.evaluation_error,
         "version": __version__,
     }
 
@@ -115,6 +118,9 @@ def _sweep_cell(r: dict) -> str:
 
 def _quality_lines(s: dict) -> list[str]:
     lines = []
+    if s["task"] == "output":
+        return [f"  SNN output vs ANN output: relative L2 error {s['output_rel_error']:.4g}, cosine "
+                f"{s['output_cosine']:.4f}, RMS difference {s['output_rmse']:.4g}"]
     if s["task"] == "regression":
         if s["ann_r2"] is not None:
             lines.append(f"  ANN R^2  {s['ann_r2']:.4f}   SNN R^2  {s['snn_r2']:.4f}")

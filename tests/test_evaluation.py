@@ -62,3 +62,71 @@ def test_single_output_is_a_regression_with_r2():
     ev = evaluate(result.ann, result.snn, from_arrays({"x": x, "y": y}, model), Config())
     assert ev.task == "regression" and ev.agreement is None and ev.ann_accuracy is None
     assert ev.ann_r2 > 0.99 and ev.snn_r2 > 0.9 and ev.output_rmse < 0.2
+
+
+def test_scores_with_unit_trailing_axes_are_classes(tmp_path):
+    """A classifier whose scores are [N, C, 1, 1] (Caffe-style exports): accuracy and agreement
+    as for [N, C], found without --score-output, and --score-output naming it works too."""
+    import onnx2snn
+    from graphs import cnn
+    from onnx import helper, TensorProto
+
+    model = cnn()
+    out = model.graph.output[0]
+    model.graph.node.append(helper.make_node("Unsqueeze", [out.name, "axes23"], ["y4"]))
+    model.graph.initializer.append(helper.make_tensor("axes23", TensorProto.INT64, [2], [2, 3]))
+    model.graph.output.append(helper.make_tensor_value_info("y4", TensorProto.FLOAT, ["N", 3, 1, 1]))
+    del model.graph.output[0]
+    x = inputs((2, 6, 6), n=30)
+    labels = np.arange(30) % 3
+    for score in (None, "y4"):
+        r = onnx2snn.convert(model, {"x": x}, Config(T=4), data={"x": x, "y": labels}, score_output=score)
+        assert r.evaluation.task == "classification" and r.evaluation.agreement > 0.5
+        assert r.evaluation.ann_accuracy is not None
+
+
+def test_a_feature_map_output_is_compared_as_a_whole():
+    """An output that is neither classes nor one value per sample: no accuracy, the fidelity figures."""
+    import onnx2snn
+    from graphs import GraphBuilder
+
+    g = GraphBuilder()
+    h = g.relu(g.conv("x", 2, 4))
+    g.conv(h, 4, 3)
+    g.nodes[-1].output[0] = "y"
+    model = g.model({"x": ["N", 2, 6, 6]}, {"y": ["N", 3, 6, 6]})
+    x = inputs((2, 6, 6), n=20)
+    r = onnx2snn.convert(model, {"x": x}, Config(T=8), data={"x": x})
+    ev = r.evaluation
+    assert ev.task == "output" and ev.agreement is None and ev.output_rel_error < 0.5 and ev.output_cosine > 0.8
+
+
+def test_labels_out_of_range_are_refused_before_any_work():
+    import onnx2snn
+    from graphs import cnn
+
+    x = inputs((2, 6, 6), n=10)
+    with pytest.raises(DataError, match="out of range"):
+        onnx2snn.convert(cnn(), {"x": x}, Config(T=2), data={"x": x, "y": np.full(10, 7)})
+
+
+def test_a_failing_comparison_keeps_the_conversion(tmp_path, monkeypatch, capsys):
+    """The SNN is written, the report says why the comparison failed, exit status 3."""
+    import json
+    import shutil
+
+    from conftest import MODELS
+    from onnx2snn import evaluation
+    from onnx2snn.cli import main
+
+    for suffix in (".onnx", ".calib.npz", ".test.npz"):
+        shutil.copy(MODELS / f"digits_mlp{suffix}", tmp_path / f"m{suffix}")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("onnxruntime refused the session")
+    monkeypatch.setattr(evaluation, "evaluate", broken)
+    assert main([str(tmp_path / "m.onnx"), "-T", "4", "--json", "-q"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert "onnxruntime refused the session" in report["evaluation_error"]
+    assert any("comparison on the test data failed" in w for w in report["warnings"])
+    assert (tmp_path / "m.snn.onnx").is_file() and report["snn_accuracy"] is None
