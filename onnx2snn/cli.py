@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=None,
                    help="initial potential v(0) = alpha * threshold (default: 0.5; 0 for max and percentile; "
                         "a clip-floor (QCFS) layer keeps its trained shift)")
+    p.add_argument("--rate-boundary", metavar="OP[,OP]", default="",
+                   help="also let these op types sit between spiking layers, computed on rates (mean over T; not "
+                        "event-driven, listed in the report); LRN always is one (default: none more)")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="at most this many samples per onnxruntime run (fewer when the memory limit asks)")
     p.add_argument("--memory-limit", metavar="SIZE", default=None,
@@ -154,7 +157,8 @@ def _run(args) -> dict:
                     alpha=args.alpha, batch_size=args.batch_size, refit_weights=args.refit_weights,
                     granularity=args.granularity,
                     calib_samples=args.calib_samples, threads=args.threads,
-                    providers=tuple(args.provider) if args.provider else None, memory_limit=args.memory_limit)
+                    providers=tuple(args.provider) if args.provider else None, memory_limit=args.memory_limit,
+                    rate_boundary=args.rate_boundary)
     model = Path(args.model)
     output = Path(args.output) if args.output else model.with_name(model.stem + ".snn.onnx")
     _check_outputs(args, model, output)
@@ -162,7 +166,7 @@ def _run(args) -> dict:
     ann = store.detach(load_model(model))
     if args.nir:
         from .export.nir import check_exportable
-        check_exportable(ann)  # refused now, not after the conversion
+        check_exportable(ann, config.rate_boundary)  # refused now, not after the conversion
     calib, data = _data_paths(model, args.calib, args.data)
     images = ImageOptions(args.mean, args.std, args.size)
     calib, data = (load_path(p, ann, what, images) for p, what in ((calib, "calibration data"), (data, "test data")))

@@ -77,6 +77,8 @@ class Config:
             runs this many candidates side by side (None: one per CPU).
         providers: onnxruntime execution providers in order of preference (None: all that this
             onnxruntime build offers, in its order).
+        rate_boundary: op types (default ONNX domain) that may sit between spiking layers as rate
+            boundaries, computed on firing rates (:mod:`.ops.boundary`); LRN always is one.
         memory_limit: memory budget of the conversion in bytes (or a size such as "2GiB"); every
             onnxruntime run is sized to fit it (:mod:`.budget`). None: the smaller of 4 GiB and half
             of the memory available when the conversion starts. Results do not depend on it.
@@ -96,6 +98,7 @@ class Config:
     threads: int | None = None
     providers: tuple[str, ...] | None = None
     memory_limit: int | None = None
+    rate_boundary: tuple[str, ...] = ()
 
     def __post_init__(self):
         if isinstance(self.granularity, str):
@@ -122,6 +125,7 @@ class Config:
         _check_int("histogram_bins", self.histogram_bins, 16, 1 << 20, "e.g. 2048")
         if self.threads is not None:
             _check_int("threads", self.threads, 1, 1024, "e.g. --threads 2")
+        object.__setattr__(self, "rate_boundary", _op_types(self.rate_boundary))
         if self.memory_limit is not None:
             object.__setattr__(self, "memory_limit", parse_size(self.memory_limit))
             _check_int("memory_limit", self.memory_limit, MIN_MEMORY, 1 << 50, "e.g. --memory-limit 2GiB")
@@ -163,6 +167,16 @@ def _check_float(name, value, low, high, hint, low_open=False):
     if value > high or value < low or (low_open and value == low):
         bracket = "(" if low_open else "["
         raise ConfigError(f"{name}={value} is out of range {bracket}{low}, {high}]; {hint}")
+
+
+def _op_types(value) -> tuple[str, ...]:
+    """Op type names from a tuple or a comma-separated string (``"LRN,Sigmoid"``)."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(n).strip() for n in names if str(n).strip())
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise ConfigError(f"rate_boundary: {bad} are not ONNX op type names; write e.g. --rate-boundary LRN,Sigmoid")
+    return names
 
 
 def parse_size(text) -> int:

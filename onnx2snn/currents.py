@@ -34,10 +34,12 @@ class LayerRuns:
         fixed = held + store.ram_bytes
         self.room = min(CURRENT_CACHE_BYTES, max(0, budget.free(fixed)) // 4)
         segment = Segment(snn, layer.current, available, config)
-        size = self._size(segment, budget, fixed, config.T)
+        # a constant current computed from spikes (after a rate boundary) needs all T steps of them
+        whole = self.constant and any(n in store for n in segment.inputs)
+        size = self._size(segment, budget, fixed, config.T, chunkable=not whole)
         if size.steps < config.T and self.room:  # the kept currents give way first
             self.room = 0
-            size = self._size(segment, budget, fixed, config.T)
+            size = self._size(segment, budget, fixed, config.T, chunkable=not whole)
         if size.steps < config.T:
             segment, size = self._chunked(ann, plan, params, layer, available, budget, fixed, size.steps)
         self.segment, self.size = segment, size

@@ -4,7 +4,8 @@ synaptic operations (SOPs) counted from the spikes it actually emitted.
 * ANN: ``MACs = sum over Conv/Gemm/MatMul of (output elements x inputs per output)`` per sample
   (Conv: ``C_in / groups x prod(kernel)`` inputs per output; Gemm/MatMul: the inner dimension).
 * SNN, event-driven view: the first linear layer sees the analog input, which is constant under
-  direct encoding, so its MACs are paid once. Every other linear op is driven by spikes: a spike of
+  direct encoding, so its MACs are paid once (so are those of a layer fed by a rate boundary, see
+  :mod:`.ops.boundary`: its input is constant too). Every other linear op is driven by spikes: a spike of
   spiking layer l costs ``fanout_l`` accumulates, where ``fanout_l = sum over the weighted ops that
   its spikes reach of MACs(op) / inputs(op)`` -- the mean number of synapses leaving one input
   neuron (exact for dense layers and unpadded convs, grouped and depthwise ones included, a slight
@@ -66,13 +67,14 @@ def estimate(ann: onnx.ModelProto, plan: Plan, firing_rates: dict[str, float], T
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     macs = {n.name: _macs(n, shapes) for n in ann.graph.node if _role(n) is Role.WEIGHTED}
-    first = _first_linear(ann, plan)
+    constant = _constant_input_ops(ann, plan)
     walk = _Fanout(consumers, shapes, macs)
     sops = {}
     for layer in plan.layers:
         spikes = firing_rates.get(layer.name, 0.0) * _size(layer.output, shapes) * T
         sops[layer.name] = spikes * walk(layer.output) if spikes else 0.0
-    return Energy(float(sum(macs.values())), float(macs.get(first, 0.0)), float(sum(sops.values())), sops)
+    return Energy(float(sum(macs.values())), float(sum(macs[n] for n in constant)), float(sum(sops.values())),
+                  sops)
 
 
 def _role(node: onnx.NodeProto) -> Role | None:
@@ -131,10 +133,23 @@ class _Fanout:
         return sum(self(o) for o in outputs)
 
 
-def _first_linear(ann: onnx.ModelProto, plan: Plan) -> str | None:
-    """The weighted op that computes the first spiking layer's current from the analog input."""
+def _constant_input_ops(ann: onnx.ModelProto, plan: Plan) -> list[str]:
+    """The weighted ops that feed a spiking layer from a constant input (the analog input, or a
+    rate boundary's output): they run once, with MACs."""
     dynamic = set(plan.dynamic)
-    for node in ann.graph.node:
-        if _role(node) is Role.WEIGHTED and not any(i in dynamic for i in node.input):
-            return node.name
-    return None
+    currents = {layer.current for layer in plan.layers if layer.current not in dynamic}
+    feeds = _feeding(ann, currents)
+    return [n.name for n in ann.graph.node if _role(n) is Role.WEIGHTED and n.name in feeds
+            and not any(i in dynamic for i in n.input)]
+
+
+def _feeding(ann: onnx.ModelProto, tensors: set[str]) -> set[str]:
+    """Names of the nodes that ``tensors`` depend on."""
+    producer = {o: n for n in ann.graph.node for o in n.output}
+    found, todo = set(), list(tensors)
+    while todo:
+        node = producer.get(todo.pop())
+        if node is not None and node.name not in found:
+            found.add(node.name)
+            todo.extend(node.input)
+    return found

@@ -95,7 +95,7 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     raw = model if isinstance(model, onnx.ModelProto) else load.load_model(model)
     ann = store.detach(load.normalize(store.detach(raw)))  # weights made by folding go to the store too
     del raw
-    plan = plan_mod.make_plan(ann)
+    plan = plan_mod.make_plan(ann, config.rate_boundary)
     calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
     data = as_dataset(data, ann, "test data") if data is not None else None
     if data is not None:

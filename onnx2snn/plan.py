@@ -12,6 +12,10 @@ Definitions (on the normalised graph, in topological order):
   WEIGHTED, LINEAR or MAXPOOL, and its check passes). Shape/Size nodes are never time-batched:
   one whose result feeds a time-batched node reads the T*B-row tensor (so shape arithmetic gives
   T*B rows); one feeding only the readout reads the averaged tensor (B rows).
+* a **rate boundary** is an op that runs on rates between spiking layers (registry role BOUNDARY,
+  e.g. LRN, or an op type named in ``Config.rate_boundary``; see :mod:`.ops.boundary`): its
+  dynamic inputs are averaged over T, and its outputs are not dynamic -- the layers after it see a
+  constant current, like the first layer.
 
 Nodes that only see the analog input (static region) or only the averaged output (readout region)
 run exactly as in the ANN, so any op is fine there -- except a non-ReLU activation that feeds a
@@ -51,21 +55,24 @@ class Plan:
     time_batched: frozenset[str]  # non-IF nodes that run on T*B rows
     time_major: frozenset[str]  # tensors with T*B rows: outputs of IF and time-batched nodes
     row_shape_readers: frozenset[str] = frozenset()  # Shape/Size nodes that must see the T*B rows
+    boundaries: tuple[str, ...] = ()  # rate-boundary nodes between spiking layers (ops/boundary.py)
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
 
 
-def make_plan(model: onnx.ModelProto) -> Plan:
-    """Plan the conversion of a normalised model; raise UnsupportedModelError listing every problem."""
+def make_plan(model: onnx.ModelProto, boundary_ops: tuple[str, ...] = ()) -> Plan:
+    """Plan the conversion of a normalised model; raise UnsupportedModelError listing every problem.
+    ``boundary_ops``: op types (default domain) that are rate boundaries besides the registry's."""
     graph = weights.import_graph(model)
     nodes = list(graph.nodes)
     problems: list[tuple[str, str, str, str]] = []
     weighted_after = _reaches(nodes, lambda n: _role(n) is Role.WEIGHTED)
+    bounds = {id(n) for n in nodes if _role(n) is Role.BOUNDARY or (n.op in boundary_ops and not n.domain)}
     spiking, readout = [], []
     for node in nodes:
         spec = lookup(node)
-        if spec is None or spec.role not in (Role.ACTIVATION, Role.NONLINEAR):
+        if spec is None or spec.role not in (Role.ACTIVATION, Role.NONLINEAR) or id(node) in bounds:
             continue
         reason = spec.check(node, set()) if spec.check else None
         if not weighted_after[id(node)]:
@@ -79,11 +86,13 @@ def make_plan(model: onnx.ModelProto) -> Plan:
             "the model has no ReLU activation feeding a Conv/Gemm/MatMul layer, so there is nothing "
             "to turn into spiking neurons; onnx2snn converts ReLU networks (Relu, Clip(0, m), "
             "Max(x, 0), LeakyRelu(alpha=0), QCFS clip-floor)")
-    dynamic = _dynamic_tensors(nodes, {id(n) for n in spiking})
+    dynamic = _dynamic_tensors(nodes, {id(n) for n in spiking}, bounds)
     spiking_ids = {id(n) for n in spiking}
     spikes_after = _reaches(nodes, lambda n: id(n) in spiking_ids)
-    batched = [n for n in nodes if id(n) not in spiking_ids and spikes_after[id(n)]
+    between = [n for n in nodes if id(n) not in spiking_ids and spikes_after[id(n)]
                and any(t.name in dynamic for t in n.inputs) and _role(n) is not Role.SHAPE]
+    batched = [n for n in between if id(n) not in bounds]
+    boundaries = tuple(n.name for n in between if id(n) in bounds)
     problems += _check_time_batched(batched, dynamic)
     if problems:
         raise UnsupportedModelError(
@@ -96,7 +105,7 @@ def make_plan(model: onnx.ModelProto) -> Plan:
     shape_readers = {n.name for n in nodes if _role(n) is Role.SHAPE and feeds_batched[id(n)]
                      and any(t.name in time_major for t in n.inputs)}
     return Plan(layers, tuple(readout), frozenset(dynamic), frozenset(n.name for n in batched),
-                frozenset(time_major), frozenset(shape_readers))
+                frozenset(time_major), frozenset(shape_readers), boundaries)
 
 
 def _role(node: gs.Node) -> Role | None:
@@ -113,11 +122,13 @@ def _reaches(nodes: list[gs.Node], target) -> dict[int, bool]:
     return reach
 
 
-def _dynamic_tensors(nodes: list[gs.Node], spiking_ids: set[int]) -> set[str]:
+def _dynamic_tensors(nodes: list[gs.Node], spiking_ids: set[int], bounds: set[int]) -> set[str]:
+    """Tensors that vary over time steps: spiking layers' outputs and what is computed from them,
+    except through Shape/Size (shapes only) and rate boundaries (they see the rate)."""
     dynamic: set[str] = set()
     for node in nodes:
-        if id(node) in spiking_ids or (
-                _role(node) is not Role.SHAPE and any(t.name in dynamic for t in node.inputs)):
+        if id(node) in spiking_ids or (id(node) not in bounds and _role(node) is not Role.SHAPE
+                                       and any(t.name in dynamic for t in node.inputs)):
             dynamic.update(t.name for t in node.outputs)
     return dynamic
 

@@ -73,6 +73,7 @@ def _core(result: Result, model: str, output: str | None) -> dict:
         "percentile": result.config.percentile,
         "granularity": result.config.granularity.value,
         "readout_activations": list(result.plan.readout_activations),
+        "rate_boundaries": list(result.plan.boundaries),
         "weights_refitted": [fit.name for fit in result.fits if fit.refit] if _kept(result) else [],
         "phase2_check": dataclasses.asdict(result.phase2_check) if result.phase2_check else None,
         "layers": layers,
@@ -158,6 +159,9 @@ def format_text(s: dict) -> str:
         lines.append("  sweep:  " + "  ".join(f"T={r['T']}: {_sweep_cell(r)}" for r in s["sweep"]))
     if s["readout_activations"]:
         lines.append(f"  analog readout activations: {', '.join(s['readout_activations'])}")
+    if s.get("rate_boundaries"):
+        lines.append(f"  rate boundaries (computed on rates, not event-driven; later layers start after T steps): "
+                     f"{', '.join(s['rate_boundaries'])}")
     check = s.get("phase2_check")
     if check and not check["kept"]:
         lines.append(f"  NOTE: phase 2 was reverted: on the calibration samples phase 1 agreed better with the ANN "

@@ -96,7 +96,11 @@ def build(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T:
     snn.ir_version = max(model.ir_version, 8)
     if_neuron.install(snn, T)
     snn = clip_floor.inline(snn)  # a clip-floor left as a readout activation: back to standard ops
-    _set_metadata(snn, model, T, metadata or {})
+    extra = dict(metadata or {})
+    if plan.boundaries:
+        extra["onnx2snn.rate_boundaries"] = ("computed on rates (mean over T), not event-driven: "
+                                             + ", ".join(plan.boundaries))
+    _set_metadata(snn, model, T, extra)
     initial = {name: np.asarray(params[layer.name].v0) for layer in plan.layers
                for name in [f"{layer.name}/if/v"] if name in states}
     initial.update({name: np.zeros((), np.float32) for name in states if name not in initial})

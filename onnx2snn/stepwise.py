@@ -42,6 +42,9 @@ class ChunkedSNN:
                  config: Config, watch: tuple[str, ...] = (), count: bool = False):
         if steps < 1 or T % steps:
             raise ValueError(f"chunks of {steps} steps do not divide T={T}")
+        if plan.boundaries and steps < T:
+            raise ValueError(f"rate boundaries ({', '.join(plan.boundaries)}) need all T steps before them: "
+                             "the network cannot run in chunks of steps")
         self.T, self.steps, self.watch = T, steps, tuple(watch)
         chunk, record = build(ann, plan, params, steps, stateful=True)
         whole, full = build(ann, plan, params, T)
@@ -132,7 +135,8 @@ def run_snn(snn: onnx.ModelProto, data: Dataset, config: Config, outputs: list[s
     T = if_neuron.time_steps(snn) or 1
     model, counters = add_spike_counters(snn) if count else (snn, {})
     names = list(outputs) + [n for pair in counters.values() for n in pair]
-    size = plan_runs(budget, stage, model, names, len(data), config, chunkable=source is not None)
+    chunkable = source is not None and not source[1].boundaries  # a rate boundary needs all T steps before it
+    size = plan_runs(budget, stage, model, names, len(data), config, chunkable=chunkable)
     parts: dict[str, list] = {n: [] for n in outputs}
     spikes, steps = dict.fromkeys(counters, 0), dict.fromkeys(counters, 0)
     if size.steps == T:

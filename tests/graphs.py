@@ -127,3 +127,18 @@ def shufflenet_like(seed: int = RNG_SEED) -> onnx.ModelProto:
     g.gemm(h, 16, 5)
     g.nodes[-1].output[0] = "y"
     return g.model({"x": ["N", 8, 8, 8]}, {"y": ["N", 5]})
+
+
+def lrn_cnn(seed: int = RNG_SEED) -> onnx.ModelProto:
+    """AlexNet's pattern: x [N, 2, 8, 8] -> conv/relu -> LRN -> conv/relu -> maxpool -> conv/relu
+    -> global avgpool -> gemm -> y [N, 4]; the LRN sits between spiking layers."""
+    g = GraphBuilder(seed)
+    h = g.relu(g.conv("x", 2, 8))
+    h = g.op("LRN", [h], size=3, alpha=1e-2, beta=0.75, bias=1.0)
+    h = g.relu(g.conv(h, 8, 8))
+    h = g.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = g.relu(g.conv(h, 8, 8))
+    h = g.op("Flatten", [g.op("GlobalAveragePool", [h])], axis=1)
+    g.gemm(h, 8, 4)
+    g.nodes[-1].output[0] = "y"
+    return g.model({"x": ["N", 2, 8, 8]}, {"y": ["N", 4]})

@@ -77,3 +77,29 @@ def test_cli_unroll_provider_and_threads(tmp_path, capsys):
     assert any(n.op_type == "Scan" for n in onnx.load(str(tmp_path / "digits_mlp.snn.onnx")).graph.node)
     assert main([str(model), "--provider", "NoSuchExecutionProvider", "-q"]) == 2
     assert "NoSuchExecutionProvider" in capsys.readouterr().err
+
+
+def _families():
+    from graphs import lrn_cnn, shufflenet_like, wide_cnn
+    from op_graphs import FAMILIES
+    graphs = {name: build for name, build in FAMILIES.items()}
+    graphs.update(lrn=lrn_cnn, shufflenet_unit=shufflenet_like, wide=lambda: wide_cnn(channels=8, size=16))
+    return graphs
+
+
+@pytest.mark.parametrize("name", sorted(_families()))
+def test_every_form_gives_the_function_output(name):
+    """Every op family's graph: the IFNeuron function (stock onnxruntime), the step-by-step form and
+    the Scan form give the same output, bit for bit."""
+    from graphs import inputs
+    from op_graphs import input_shape
+
+    model = _families()[name]()
+    x = inputs(input_shape(model), n=6, seed=4)
+    snn = onnx2snn.convert(model, {"x": x}, onnx2snn.Config(T=4, phase=1)).snn
+    stock = ort.InferenceSession(snn.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    for form in ("steps", "scan"):
+        lowered = unroll(snn, form)
+        onnx.checker.check_model(lowered, full_check=True)
+        out = ort.InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        np.testing.assert_array_equal(out[0], stock, err_msg=form)

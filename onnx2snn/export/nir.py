@@ -60,11 +60,11 @@ def import_nir():
     return nir
 
 
-def check_exportable(ann: onnx.ModelProto) -> None:
+def check_exportable(ann: onnx.ModelProto, boundary_ops: tuple[str, ...] = ()) -> None:
     """Refuse before any work a model whose SNN NIR cannot express (UnsupportedModelError listing
     every node): its SNN is built with unit thresholds for one step and mapped, nothing written."""
     model = load.normalize(ann)
-    plan = make_plan(model)
+    plan = make_plan(model, boundary_ops)
     to_nir(to_snn(model, plan, unit_params(plan), 1))
 
 

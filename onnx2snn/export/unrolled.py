@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .. import load, weights
+from .. import weights
 from ..errors import ConfigError
 from ..ops import if_neuron
 
@@ -54,7 +54,7 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
         return out
     opset = if_neuron.onnx_opset(out)
     body = if_neuron.make_function(T, opset)
-    shapes, constants = load.sample_shapes(out, infer=False), _constant_currents(out.graph, T)
+    shapes, constants = _step_shapes(out), _constant_currents(out.graph, T)
     types = {i.name: i.data_type for i in out.graph.initializer}
     nodes = []
     for node in out.graph.node:
@@ -78,6 +78,21 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
     del out.opset_import[:]
     out.opset_import.extend(kept)
     out.metadata_props.add(key="onnx2snn.unrolled", value=f"IFNeuron written out in standard ops ({form})")
+    return out
+
+
+def _step_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """The shape of one row (the axes after the batch axis) of every tensor whose rank and sizes
+    shape inference knows; a tensor it does not know is left out (its IF node is not a Scan)."""
+    out = {}
+    g = model.graph
+    for value in list(g.value_info) + list(g.input) + list(g.output):
+        t = value.type.tensor_type
+        if not t.HasField("shape") or not t.shape.dim:
+            continue
+        rest = t.shape.dim[1:]
+        if all(d.HasField("dim_value") and d.dim_value > 0 for d in rest):
+            out[value.name] = tuple(d.dim_value for d in rest)
     return out
 
 
@@ -117,8 +132,7 @@ def _use_scan(form: str, sample_shape: tuple[int, ...] | None, name: str) -> boo
     shapes of its body's outputs; without it the node is written step by step)."""
     if form == "steps":
         return False
-    known = sample_shape is not None and all(d > 0 for d in sample_shape)
-    if not known:
+    if sample_shape is None:
         log.debug("IF node '%s': the shape of its current is unknown; written step by step, not as a Scan", name)
         return False
     return form == "scan" or int(np.prod(sample_shape, dtype=np.int64)) >= SCAN_MIN_NEURONS

@@ -23,6 +23,7 @@ class Role(enum.Enum):
     MAXPOOL = "maxpool"  # max over a window: needs a spiking max-pool
     SHAPE = "shape"  # reads only the shape of its input (Shape, Size)
     NONLINEAR = "nonlinear"  # an activation that no IF neuron can reproduce
+    BOUNDARY = "boundary"  # computed on firing rates between spiking layers (ops/boundary.py)
 
 
 Check = Callable[[gs.Node, set], "str | None"]
