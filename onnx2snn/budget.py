@@ -129,12 +129,18 @@ class Budget:
         self.limit = int(limit) if limit else default_limit()
         return_freed_memory()
         self.baseline = resident_memory()
+        self.kept = 0  # what earlier stages keep for the rest of the conversion (hold())
         self.records: dict[str, list[RunSize]] = {}
 
+    def hold(self, nbytes: int) -> None:
+        """Count ``nbytes`` that a stage keeps for the rest of the conversion (the statistics'
+        histograms, say) against every later run."""
+        self.kept += int(nbytes)
+
     def free(self, held: int = 0) -> int:
-        """Bytes a run may take: the limit less the baseline and ``held`` (what the stage keeps
-        besides the run), less the safety margin of the estimate."""
-        return int((self.limit - self.baseline - held) / SAFETY)
+        """Bytes a run may take: the limit less the baseline, what earlier stages keep and ``held``
+        (what the stage keeps besides the run), less the safety margin of the estimate."""
+        return int((self.limit - self.baseline - self.kept - held) / SAFETY)
 
     def run_size(self, stage: str, fp: Footprint, samples: int, T: int = 1, max_batch: int | None = None,
                  held: int = 0, chunkable: bool = True) -> RunSize:
@@ -166,11 +172,13 @@ class Budget:
 
     def _too_small(self, stage: str, fp: Footprint, held: int, steps: int, T: int) -> MemoryBudgetError:
         name, shape, per_step = fp.widest
-        need = int(SAFETY * fp.peak(1, steps)) + held + self.baseline
+        need = int(SAFETY * fp.peak(1, steps)) + held + self.kept + self.baseline
         what = ("one sample" if T == 1 else "one sample at one time step" if steps == 1
                 else f"one sample with its {steps} time steps")
         per = "per sample" if T == 1 else "per sample and step"
         parts = [f"{format_size(self.baseline)} in use when the conversion started"]
+        if self.kept:
+            parts.append(f"{format_size(self.kept)} kept by earlier stages")
         if held:
             parts.append(f"{format_size(held)} held by the stage besides its runs")
         if name:

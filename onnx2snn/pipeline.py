@@ -132,12 +132,12 @@ def _preflight(ann, plan, calib, config: Config, budget: Budget) -> None:
     segments are parts of it) with what phase 2 holds besides."""
     outputs = [layer.output for layer in plan.layers]
     exposed = expose(ann, outputs)
-    held = stats_mod.held_bytes(ann, plan, len(calib), config) + weights.weight_bytes(ann)
-    budget.check("statistics", footprint(exposed, outputs), held)
+    histograms = stats_mod.held_bytes(ann, plan, len(calib), config)
+    budget.check("statistics", footprint(exposed, outputs), histograms + weights.weight_bytes(ann))
     snn = rewrite.to_snn(ann, plan, thresholds.unit_params(plan), config.T)
     phase2 = targets.held_bytes(ann, plan, min(len(calib), config.phase2_samples), config) if config.runs_phase2 else 0
     budget.check("SNN", footprint(snn, [o.name for o in ann.graph.output], config.T),
-                 phase2 + weights.weight_bytes(ann))
+                 histograms + phase2 + weights.weight_bytes(ann))
 
 
 class _Clock:

@@ -150,6 +150,10 @@ class LayerStats:
     def maximum(self) -> float:
         return float(self.tensor.maximum[0])
 
+    @property
+    def nbytes(self) -> int:
+        return sum(h.nbytes for h in (self.tensor, self.channel) if h is not None)
+
     def percentile(self, q: float, per_channel: bool = False) -> np.ndarray:
         hist = self.channel if per_channel else self.tensor
         if hist is None:
@@ -176,6 +180,7 @@ def collect(model: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config,
     release_memory()
     for s in stats.values():
         _finish(s, len(calib))
+    budget.hold(sum(s.nbytes for s in stats.values()))  # kept for the rest of the conversion
     return stats
 
 

@@ -26,18 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from peak_rss import measure  # tools/: the script's folder is on sys.path
+from photos import crops, photos
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("resnet18", "resnet50", "vgg16_bn", "mobilenet_v2", "squeezenet1_1", "googlenet", "densenet121",
           "shufflenet_v2_x1_0", "mnasnet1_0", "regnet_x_400mf", "alexnet", "inception_v3")
-MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
 
 def import_torchvision():
@@ -59,41 +57,6 @@ def import_torchvision():
 
 def input_size(name: str) -> int:
     return 299 if name == "inception_v3" else 224
-
-
-def photos() -> list[np.ndarray]:
-    """Colour photos (uint8 HxWx3): scikit-learn's sample images and scikit-image's, if installed."""
-    from sklearn.datasets import load_sample_images
-    images = list(load_sample_images().images)
-    try:
-        from skimage import data
-        for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-                     "motorcycle_left", "retina", "cat"):
-            try:
-                image = getattr(data, name)()
-            except Exception:  # noqa: BLE001 - a photo that needs a download (pooch) is skipped
-                continue
-            if image.ndim == 3 and image.shape[2] >= 3:
-                images.append(image[..., :3])
-    except ImportError:
-        pass
-    return images
-
-
-def crops(images: list[np.ndarray], n: int, size: int, seed: int) -> np.ndarray:
-    """``n`` normalised crops [n, 3, size, size] (float32): random square, random scale, random flip."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, 3, size, size), np.float32)
-    for i in range(n):
-        image = images[rng.integers(len(images))]
-        side = int(rng.integers(min(size, min(image.shape[:2])), min(image.shape[:2]) + 1))
-        y0, x0 = (int(rng.integers(0, image.shape[k] - side + 1)) for k in (0, 1))
-        index = np.arange(size) * side // size  # nearest-neighbour resize
-        crop = image[y0:y0 + side, x0:x0 + side][index][:, index].astype(np.float32) / 255.0
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        out[i] = ((crop - MEAN) / STD).transpose(2, 0, 1)
-    return out
 
 
 def export(name: str, exporter: str, path: Path) -> str | None:
@@ -121,15 +84,10 @@ def convert(model: Path, T: int, cal: Path, test: Path, limit: str | None, out: 
     """One CLI conversion in a child process: exit status, wall time, peak RSS and its JSON."""
     cmd = [sys.executable, "-m", "onnx2snn", str(model), "-T", str(T), "--calib", str(cal), "--data", str(test),
            "--json", "-q", "-o", str(out)] + (["--memory-limit", limit] if limit else [])
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        peak = os.path.join(folder, "peak")
-        proc = subprocess.run([sys.executable, str(ROOT / "tools" / "peak_rss.py"), peak, *cmd], capture_output=True,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-        wall = time.perf_counter() - start
-        result = {"exit": code, "wall_s": round(wall, 1), "error": None, "report": None,
-                  "peak_rss_gib": round(int(open(peak).read()) / 2 ** 30, 2)}
+    proc, wall, peak = measure(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    result = {"exit": code, "wall_s": round(wall, 1), "error": None, "report": None,
+              "peak_rss_gib": round(peak / 2 ** 30, 2)}
     if code == 0:
         result["report"] = json.loads(stdout)
     else:

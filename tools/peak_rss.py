@@ -13,7 +13,23 @@ the figure is the command's own.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
+import time
+
+
+def measure(command: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float, int]:
+    """Run ``command`` through this script: (the completed process with its output captured,
+    wall seconds, peak RSS in bytes). ``kwargs`` go to ``subprocess.run`` (cwd, env)."""
+    with tempfile.TemporaryDirectory() as folder:
+        peak = os.path.join(folder, "peak")
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), peak, *command], capture_output=True,
+                              **kwargs)
+        wall = time.perf_counter() - start
+        with open(peak) as handle:
+            return proc, wall, int(handle.read())
 
 
 def main() -> int:
