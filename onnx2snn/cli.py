@@ -8,6 +8,7 @@ Exit status: 0 success; 2 bad usage or bad input (one line on stderr says what a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         progress.set_enabled(False)
     try:
-        report = _run(args)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the summary or the JSON alone,
+            report = _run(args)                        # whatever a library prints while we work
     except Onnx2SnnError as exc:
         print("onnx2snn: error: " + " ".join(line.strip() for line in str(exc).splitlines()), file=sys.stderr)
         return 2

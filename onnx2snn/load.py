@@ -83,7 +83,12 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
         _symbolic_batch(value)
     graph = weights.import_graph(model)
     weights.load_foldable(graph)
-    graph.fold_constants()
+    severity = gs.logger.G_LOGGER.severity  # its advice to cap folded sizes does not apply:
+    gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.ERROR  # large results go to the weight store
+    try:
+        graph.fold_constants()
+    finally:
+        gs.logger.G_LOGGER.severity = severity
     graph.cleanup()
     if batch is not None:
         _free_batch_in_reshapes(graph, batch, first_dims)

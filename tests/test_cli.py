@@ -103,3 +103,19 @@ def test_sweep_and_baseline_method(shipped):
 def test_bad_sweep_is_a_usage_error(shipped):
     proc = run_cli(shipped, "--sweep", "1,x")
     assert proc.returncode == 2 and "comma-separated" in proc.stderr
+
+
+def test_json_stdout_stays_clean_when_a_library_prints(shipped, capsys, monkeypatch):
+    """onnx-graphsurgeon prints its warnings to stdout; with --json, stdout is the JSON alone."""
+    import onnx2snn.cli as cli
+    convert = cli.convert
+
+    def noisy(*args, **kwargs):
+        print("[W] a library's warning on stdout")
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "convert", noisy)
+    assert main([str(shipped), "-T", "2", "--json", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["T"] == 2
+    assert "a library's warning" in captured.err
