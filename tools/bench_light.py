@@ -14,6 +14,11 @@ ANN's output hardly varies across inputs, ``ann_output_spread`` < ``--min-spread
 degenerate and the table says so), and whether the ``--unroll scan`` and ``--unroll steps`` forms of
 the written SNN give outputs identical to its function form in stock onnxruntime on every test image.
 
+The generated weights make every output channel of a layer alike, so the nets answer the same
+whatever the input and their fidelity figures are degenerate. ``--random-weights SEED`` converts the
+same graphs with their Conv and Gemm weights replaced by seeded He-normal ones (``N(0, 2 / fan_in)``,
+biases 0; everything else as shipped): the graphs nobody here wrote, with outputs that vary.
+
 Inputs: crops of real photos at 224x224, ImageNet-normalised (tools/photos.py). Needs only the
 package's own dependencies (scikit-learn for the photos; scikit-image adds more if installed).
 """
@@ -45,6 +50,26 @@ def input_name(model: onnx.ModelProto) -> str:
     return name
 
 
+def randomise(path: Path, out: Path, seed: int) -> None:
+    """Write ``path`` with its (folded) Conv / Gemm weights replaced by seeded He-normal ones."""
+    import onnx_graphsurgeon as gs
+    rng = np.random.default_rng(seed)
+    graph = gs.import_onnx(onnx.load(str(path)))
+    graph.fold_constants().cleanup()
+    for node in graph.nodes:
+        if node.op not in ("Conv", "Gemm") or not isinstance(node.inputs[1], gs.Constant):
+            continue
+        shape = node.inputs[1].values.shape
+        fan_in = int(np.prod(shape[1:])) if node.op == "Conv" or node.attrs.get("transB", 0) else shape[0]
+        weight = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape).astype(np.float32)
+        node.inputs[1] = gs.Constant(node.inputs[1].name + "/random", weight)
+        if len(node.inputs) > 2 and isinstance(node.inputs[2], gs.Constant):
+            node.inputs[2] = gs.Constant(node.inputs[2].name + "/zero", np.zeros_like(node.inputs[2].values))
+    model = gs.export_onnx(graph.cleanup())
+    model.ir_version = max(model.ir_version, 4)  # IR 3 lists initializers as graph inputs: these are not
+    onnx.save(model, str(out))
+
+
 def forms_identical(path: Path, x: np.ndarray) -> dict[str, bool]:
     """Run the written SNN (function form) and its scan and steps lowerings in stock onnxruntime,
     one image at a time; True per form where every output equals the function form's bit for bit."""
@@ -68,6 +93,8 @@ def main() -> None:
     p.add_argument("--test", type=int, default=4)
     p.add_argument("--min-spread", type=float, default=1e-3)
     p.add_argument("--work", default=str(ROOT / "out" / "light"), help="folder for data and outputs")
+    p.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+                   help="replace Conv/Gemm weights by seeded He-normal ones (outputs that vary)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     work = Path(args.work)
@@ -79,11 +106,14 @@ def main() -> None:
         if not model.exists():
             sys.exit(f"this onnx release ({onnx.__version__}) does not ship {model}")
         key = input_name(onnx.load(str(model), load_external_data=False))
+        if args.random_weights is not None:
+            model, shipped = work / f"light_{name}.random{args.random_weights}.onnx", model
+            randomise(shipped, model, args.random_weights)
         cal, test = work / f"{name}_cal.npz", work / f"{name}_test.npz"
         np.savez(cal, **{key: crops(images, args.calib, 224, seed=0)})
         np.savez(test, **{key: crops(images, args.test, 224, seed=1)})
         for T in args.T:
-            out = work / f"{name}.T{T}.snn.onnx"
+            out = work / f"{model.stem}.T{T}.snn.onnx"
             row = {"model": name, "T": T, **convert(model, T, cal, test, None, out)}
             if row["exit"] == 0:
                 row["forms_identical"] = forms_identical(out, np.load(test)[key])
