@@ -154,8 +154,9 @@ def compare(data: Dataset, name: str, ann_scores: np.ndarray, snn_scores: np.nda
 def _fidelity(ann_scores: np.ndarray, snn_scores: np.ndarray) -> dict:
     """How closely the SNN's float output follows the ANN's: RMS difference, relative L2 error
     ``||z_snn - z_ann|| / ||z_ann||`` over all samples, the mean over samples of the cosine of the
-    two output vectors, and the ANN's spread: the RMS over outputs of their standard deviation
-    across samples, relative to the RMS of the outputs (near 0: the ANN answers the same whatever
+    two output vectors (0 where exactly one of them is zero), and the ANN's spread: the RMS over
+    outputs of their standard deviation across samples, relative to the RMS of the outputs (near 0:
+    the ANN answers the same whatever
     the input, e.g. with random weights, and the other figures say little). None for outputs that
     are not float."""
     if not np.issubdtype(ann_scores.dtype, np.floating):
@@ -163,8 +164,9 @@ def _fidelity(ann_scores: np.ndarray, snn_scores: np.ndarray) -> dict:
     a = ann_scores.astype(np.float64).reshape(len(ann_scores), -1)
     b = snn_scores.astype(np.float64).reshape(len(snn_scores), -1)
     norm = float(np.linalg.norm(a))
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cos = np.where(norms > 0, np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1), 1.0)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both = na * nb > 0  # a zero output against a nonzero one has cosine 0; two zero outputs agree
+    cos = np.where(both, np.sum(a * b, axis=1) / np.where(both, na * nb, 1), ((na == 0) & (nb == 0)) * 1.0)
     scale = float(np.sqrt(np.mean(a ** 2)))
     return dict(rmse=float(np.sqrt(np.mean((b - a) ** 2))),
                 output_rel_error=float(np.linalg.norm(b - a) / norm) if norm else None,

@@ -130,3 +130,13 @@ def test_a_failing_comparison_keeps_the_conversion(tmp_path, monkeypatch, capsys
     assert "onnxruntime refused the session" in report["evaluation_error"]
     assert any("comparison on the test data failed" in w for w in report["warnings"])
     assert (tmp_path / "m.snn.onnx").is_file() and report["snn_accuracy"] is None
+
+
+def test_fidelity_of_a_silent_snn_is_not_a_perfect_cosine():
+    """An SNN whose output stays 0 against a nonzero ANN output: relative error 1, cosine 0."""
+    from onnx2snn.evaluation import _fidelity
+    ann = np.array([[1.0, 2.0], [3.0, -1.0]], np.float32)
+    f = _fidelity(ann, np.zeros_like(ann))
+    assert f["output_rel_error"] == pytest.approx(1.0) and f["output_cosine"] == 0.0
+    assert _fidelity(np.zeros_like(ann), np.zeros_like(ann))["output_cosine"] == 1.0
+    assert _fidelity(ann, 2 * ann)["output_cosine"] == pytest.approx(1.0)

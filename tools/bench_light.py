@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from bench_scale import convert  # tools/: the script's folder is on sys.path
+from bench_scale import convert, fidelity  # tools/: the script's folder is on sys.path
 from photos import crops, photos
 
 from onnx2snn.export import unroll
@@ -96,7 +96,12 @@ def main() -> None:
     p.add_argument("--random-weights", type=int, default=None, metavar="SEED",
                    help="replace Conv/Gemm weights by seeded He-normal ones (outputs that vary)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--table", metavar="ROWS.json", help="print the table of rows saved by --json; run nothing")
     args = p.parse_args()
+    if args.table:
+        with open(args.table) as handle:
+            print(_table(json.loads(handle.readline()), args.min_spread))
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     images = photos()
@@ -124,19 +129,11 @@ def main() -> None:
     print(_table(rows, args.min_spread))
 
 
-def _fidelity(report: dict, min_spread: float) -> str:
-    spread = report.get("ann_output_spread")
-    if report.get("output_rel_error") is None:
-        return "-"
-    figures = f"{report['output_rel_error']:.3f} / {report['output_cosine']:.4f}"
-    return figures if spread is None or spread >= min_spread else f"{figures} (degenerate: spread {spread:.1e})"
-
-
 def _line(row: dict, min_spread: float) -> str:
     if row.get("report") is None:
         return f"{row['model']} T={row['T']}: exit {row['exit']} {row.get('error')}"
     return (f"{row['model']} T={row['T']}: exit 0, {row['wall_s']} s, peak {row['peak_rss_gib']} GiB, "
-            f"rel. L2 / cos {_fidelity(row['report'], min_spread)}, forms {row['forms_identical']}")
+            f"rel. L2 / cos {fidelity(row['report'], min_spread)}, forms {row['forms_identical']}")
 
 
 def _table(rows: list[dict], min_spread: float) -> str:
@@ -152,7 +149,7 @@ def _table(rows: list[dict], min_spread: float) -> str:
         forms = ", ".join("yes" if ok else "NO" for ok in row["forms_identical"].values())
         lines.append(f"| {row['model']} | {row['T']} | 0 | {row['wall_s']} | {row['peak_rss_gib']} | "
                      f"{len(r.get('layers', []))} | {len(r.get('rate_boundaries', []))} | "
-                     f"{_fidelity(r, min_spread)} | {forms} |")
+                     f"{fidelity(r, min_spread)} | {forms} |")
     return "\n".join(lines)
 
 

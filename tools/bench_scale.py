@@ -106,7 +106,12 @@ def main() -> None:
     p.add_argument("--min-spread", type=float, default=1e-3)
     p.add_argument("--work", default=str(ROOT / "out" / "scale"), help="folder for models, data and outputs")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--table", metavar="ROWS.json", help="print the table of rows saved by --json; run nothing")
     args = p.parse_args()
+    if args.table:
+        with open(args.table) as handle:
+            print(_table(json.loads(handle.readline()), args.min_spread))
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -134,13 +139,20 @@ def main() -> None:
     print(_table(rows, args.min_spread))
 
 
-def _fidelity(report: dict, min_spread: float) -> str:
-    spread = report.get("ann_output_spread")
-    if spread is None or report.get("output_rel_error") is None:
+def fidelity(report: dict, min_spread: float) -> str:
+    """"rel. L2 / cosine" of the SNN's output against the ANN's, marked degenerate where the ANN's
+    output hardly varies across inputs (spread < ``min_spread``) or is itself ~0 (RMS < 1e-6: the
+    signal died out in the random network, and a rate code cannot resolve it)."""
+    if report.get("output_rel_error") is None:
         return "-"
-    if spread < min_spread:
-        return f"(ANN output constant: spread {spread:.1e})"
-    return f"{report['output_rel_error']:.3f} / {report['output_cosine']:.4f}"
+    figures = f"{report['output_rel_error']:.3f} / {report['output_cosine']:.4f}"
+    spread, rms = report.get("ann_output_spread"), report["output_rmse"] / report["output_rel_error"] \
+        if report["output_rel_error"] else None
+    if spread is not None and spread < min_spread:
+        return f"{figures} (degenerate: ANN spread {spread:.1e})"
+    if rms is not None and rms < 1e-6:
+        return f"{figures} (degenerate: ANN output RMS {rms:.0e})"
+    return figures
 
 
 def _line(row: dict, min_spread: float) -> str:
@@ -148,7 +160,7 @@ def _line(row: dict, min_spread: float) -> str:
         return f"{row['model']} {row['exporter']} T={row['T']}: exit {row.get('exit')} {row.get('error')}"
     r = row["report"]
     return (f"{row['model']} {row['exporter']} T={row['T']}: exit 0, {row['wall_s']} s, "
-            f"peak {row['peak_rss_gib']} GiB, rel. L2 / cos {_fidelity(r, min_spread)}, stages {r['timings']}")
+            f"peak {row['peak_rss_gib']} GiB, rel. L2 / cos {fidelity(r, min_spread)}, stages {r['timings']}")
 
 
 def _table(rows: list[dict], min_spread: float) -> str:
@@ -168,7 +180,7 @@ def _table(rows: list[dict], min_spread: float) -> str:
         lines.append(f"| {row['model']} | {row['exporter']} | {row['T']} | 0 | {row['wall_s']} | "
                      f"{row['peak_rss_gib']} | "
                      f"{t.get('statistics', 0):.1f} | {t.get('phase 2', 0):.1f} | {t.get('network check', 0):.1f} | "
-                     f"{t.get('evaluation', 0):.1f} | {sizes} | {_fidelity(r, min_spread)} |")
+                     f"{t.get('evaluation', 0):.1f} | {sizes} | {fidelity(r, min_spread)} |")
     return "\n".join(lines)
 
 
