@@ -156,9 +156,8 @@ def _fidelity(ann_scores: np.ndarray, snn_scores: np.ndarray) -> dict:
     ``||z_snn - z_ann|| / ||z_ann||`` over all samples, the mean over samples of the cosine of the
     two output vectors (0 where exactly one of them is zero), and the ANN's spread: the RMS over
     outputs of their standard deviation across samples, relative to the RMS of the outputs (near 0:
-    the ANN answers the same whatever
-    the input, e.g. with random weights, and the other figures say little). None for outputs that
-    are not float."""
+    the ANN answers the same whatever the input, e.g. with random weights, and the other figures say
+    little). None for outputs that are not float."""
     if not np.issubdtype(ann_scores.dtype, np.floating):
         return dict(rmse=None)
     a = ann_scores.astype(np.float64).reshape(len(ann_scores), -1)
