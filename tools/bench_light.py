@@ -26,6 +26,7 @@ package's own dependencies (scikit-learn for the photos; scikit-image adds more 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def main() -> None:
     args = p.parse_args()
     if args.table:
         with open(args.table) as handle:
-            print(_table(json.loads(handle.readline()), args.min_spread))
+            print(_table(json.loads(handle.read().strip().splitlines()[-1]), args.min_spread))
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,8 @@ def main() -> None:
         key = input_name(onnx.load(str(model), load_external_data=False))
         if args.random_weights is not None:
             model, shipped = work / f"light_{name}.random{args.random_weights}.onnx", model
-            randomise(shipped, model, args.random_weights)
+            with contextlib.redirect_stdout(sys.stderr):  # graphsurgeon prints its warnings to stdout
+                randomise(shipped, model, args.random_weights)
         cal, test = work / f"{name}_cal.npz", work / f"{name}_test.npz"
         np.savez(cal, **{key: crops(images, args.calib, 224, seed=0)})
         np.savez(test, **{key: crops(images, args.test, 224, seed=1)})

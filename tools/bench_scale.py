@@ -110,7 +110,7 @@ def main() -> None:
     args = p.parse_args()
     if args.table:
         with open(args.table) as handle:
-            print(_table(json.loads(handle.readline()), args.min_spread))
+            print(_table(json.loads(handle.read().strip().splitlines()[-1]), args.min_spread))
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
