@@ -6,16 +6,15 @@
     >>> onnx2snn.save_model(result.snn, "digits_cnn.snn.onnx")
 """
 
-__version__ = "0.1.0"
-
-from .config import Config, Granularity  # noqa: E402
-from .errors import (  # noqa: E402
+from ._version import __version__
+from .config import Config, Granularity
+from .errors import (
     CalibrationError, ConfigError, DataError, ModelLoadError, Onnx2SnnError, OutputError,
     UnsupportedModelError)
-from .evaluation import Evaluation, evaluate  # noqa: E402
-from .export import save_model  # noqa: E402
-from .pipeline import Result, convert  # noqa: E402
-from .runtime import simulate  # noqa: E402
+from .evaluation import Evaluation, evaluate
+from .export import save_model
+from .pipeline import Result, convert
+from .runtime import simulate
 
 __all__ = [
     "CalibrationError", "Config", "ConfigError", "DataError", "Evaluation", "Granularity",

@@ -52,10 +52,11 @@ from .progress import progress
 from .refit import refit_layer
 from .rewrite import build
 from .runtime import release_memory
-from .segments import GraphIndex, Segment, block_feeds, blocks, segment_inputs
+from .cut import GraphIndex, segment_inputs
+from .segments import Segment, block_feeds, blocks
 from .spikes import SpikeStore
 from .targets import Targets, ann_targets, search_work
-from .thresholds import LayerParams
+from .params import LayerParams
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, progress
+from . import progress
+from ._version import __version__
 from .config import Config, Granularity, Method
 from .data import ImageOptions, load_path
 from .errors import ConfigError, DataError, Onnx2SnnError, OutputError

@@ -18,6 +18,7 @@ import onnx
 from onnx import helper
 
 from .errors import DataError
+from .images import ImageOptions, read_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,23 +96,14 @@ def load_path(path: str | Path, model: onnx.ModelProto, what: str = "data",
     """An .npz archive, an .npy array or a folder of images (see :mod:`.images`)."""
     path = Path(path)
     if path.is_dir():
-        from .images import load_folder
-        return load_folder(path, model, what, images or ImageOptions())
+        specs = model_inputs(model)
+        dims = [d.dim_value or None for d in specs[0].type.tensor_type.shape.dim] if len(specs) == 1 else []
+        return from_arrays(read_folder(path, dims, what, images or ImageOptions()), model, source=str(path))
     if path.suffix.lower() == ".npy":
         if not path.is_file():
             raise DataError(f"{what} file '{path}' does not exist")
         return load_npy(path, model, what)
     return load_npz(path, model, what)
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageOptions:
-    """Preprocessing of an image folder: x = (pixels / 255 - mean) / std, per channel, after
-    resizing to ``size`` (height, width; None: the model's input size)."""
-
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    size: tuple[int, int] | None = None
 
 
 def as_dataset(value, model: onnx.ModelProto, what: str, images: ImageOptions | None = None) -> Dataset:

@@ -34,7 +34,7 @@ from .plan import Plan
 from .rewrite import to_snn
 from .budget import Budget
 from .stepwise import run_snn
-from .thresholds import LayerParams
+from .params import LayerParams
 
 log = logging.getLogger(__name__)
 

@@ -9,24 +9,35 @@ The layout (NCHW or NHWC) follows the model input's shape. Files are read in sor
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
-import onnx
 
-from .data import Dataset, ImageOptions, from_arrays, model_inputs
 from .errors import ConfigError, DataError
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
-def load_folder(folder: Path, model: onnx.ModelProto, what: str, options: ImageOptions) -> Dataset:
-    """Read every image under ``folder`` (see module docstring) into a validated Dataset."""
+@dataclasses.dataclass(frozen=True)
+class ImageOptions:
+    """Preprocessing of an image folder: x = (pixels / 255 - mean) / std, per channel, after
+    resizing to ``size`` (height, width; None: the model's input size)."""
+
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    size: tuple[int, int] | None = None
+
+
+def read_folder(folder: Path, dims: list[int | None], what: str, options: ImageOptions) -> dict[str, np.ndarray]:
+    """Read every image under ``folder`` (see module docstring) for a model whose single input has
+    the dimensions ``dims`` (None where dynamic; [] when the model has several inputs): the
+    arrays ``x`` and, with class folders, ``y``."""
     try:
         from PIL import Image
     except ImportError:
         raise ConfigError("reading a folder of images needs Pillow: pip install 'onnx2snn[images]'") from None
-    layout, channels, size = _layout(model, options)
+    layout, channels, size = _layout(dims, options)
     files, labels = _listing(folder, what)
     mean, std = _per_channel(options.mean, channels, "mean"), _per_channel(options.std, channels, "std")
     xs = []
@@ -42,7 +53,7 @@ def load_folder(folder: Path, model: onnx.ModelProto, what: str, options: ImageO
     arrays = {"x": np.stack(xs).astype(np.float32)}
     if labels is not None:
         arrays["y"] = np.asarray(labels, np.int64)
-    return from_arrays(arrays, model, source=str(folder))
+    return arrays
 
 
 def _listing(folder: Path, what: str):
@@ -58,10 +69,8 @@ def _listing(folder: Path, what: str):
     return files, labels
 
 
-def _layout(model: onnx.ModelProto, options: ImageOptions):
+def _layout(dims: list[int | None], options: ImageOptions):
     """('NCHW' or 'NHWC', channels, (height, width)) from the model's single 4-D input."""
-    specs = model_inputs(model)
-    dims = [d.dim_value or None for d in specs[0].type.tensor_type.shape.dim] if len(specs) == 1 else []
     if len(dims) != 4:
         raise DataError("a folder of images needs a model with one 4-D image input; pass an .npz instead")
     layout = "NCHW" if dims[1] in (1, 3) else "NHWC" if dims[3] in (1, 3) else None

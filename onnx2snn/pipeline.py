@@ -17,7 +17,7 @@ import onnx
 
 from . import evaluation
 from . import calibrate, guard, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
-from . import targets, weights
+from . import params as params_mod, targets, weights
 from .budget import Budget, format_size
 from .footprint import footprint
 from .config import Config
@@ -41,7 +41,7 @@ class Result:
     light_ann: onnx.ModelProto  # the normalised input model
     light_snn: onnx.ModelProto
     plan: plan_mod.Plan
-    params: dict[str, thresholds.LayerParams]
+    params: dict[str, params_mod.LayerParams]
     stats: dict[str, stats_mod.LayerStats]
     fits: list[calibrate.LayerFit]  # phase 2, empty when it did not run
     evaluation: evaluation.Evaluation | None
@@ -134,7 +134,7 @@ def _preflight(ann, plan, calib, config: Config, budget: Budget) -> None:
     exposed = expose(ann, outputs)
     histograms = stats_mod.held_bytes(ann, plan, len(calib), config)
     budget.check("statistics", footprint(exposed, outputs), histograms + weights.weight_bytes(ann))
-    snn = rewrite.to_snn(ann, plan, thresholds.unit_params(plan), config.T)
+    snn = rewrite.to_snn(ann, plan, params_mod.unit_params(plan), config.T)
     phase2 = targets.held_bytes(ann, plan, min(len(calib), config.phase2_samples), config) if config.runs_phase2 else 0
     budget.check("SNN", footprint(snn, [o.name for o in ann.graph.output], config.T),
                  histograms + phase2 + weights.weight_bytes(ann))

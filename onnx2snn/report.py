@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from . import __version__, energy
+from . import energy
+from ._version import __version__
 from .budget import peak_rss
 from .pipeline import Result
 

@@ -27,13 +27,13 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from . import __version__
+from ._version import __version__
 from .load import infer_shapes, restore_output_types
 from .ops import Role, clip_floor, if_neuron, lookup
 from .ops.spiking_pool import spiking_max_pool
 from .ops.time_axis import const, to_steps
 from .plan import Plan
-from .thresholds import LayerParams
+from .params import LayerParams
 from . import weights
 
 

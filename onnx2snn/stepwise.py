@@ -29,8 +29,8 @@ from .plan import Plan
 from .progress import progress
 from .rewrite import build
 from .runtime import add_spike_counters, make_session, plan_runs, release_memory, run_batches
-from .segments import cut
-from .thresholds import LayerParams
+from .cut import cut
+from .params import LayerParams
 
 
 class ChunkedSNN:

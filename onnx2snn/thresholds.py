@@ -17,28 +17,13 @@ A layer (or channel) that never fired on the calibration data gets the layer's t
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 
 from .config import Config, Granularity
 from .plan import Plan
+from .params import LayerParams
 from .stats import LayerStats
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerParams:
-    """IF parameters of one spiking layer, shaped to broadcast against one step [B, *shape]."""
-
-    threshold: np.ndarray
-    v0: np.ndarray
-    source: str  # how the threshold was chosen, for reports
-    dead: bool = False  # never fired on the calibration data
-    bias: np.ndarray | None = None  # phase 2: constant current added at every step (per channel)
-
-    def summary(self) -> float:
-        """One number for tables: the threshold, or the largest per-channel threshold."""
-        return float(np.max(self.threshold))
 
 
 def phase1(plan: Plan, stats: dict[str, LayerStats], config: Config) -> dict[str, LayerParams]:
@@ -67,9 +52,3 @@ def _layer_params(clip_max, s: LayerStats, config: Config, alpha: float | None =
         raise AssertionError(f"internal error: threshold of layer '{s.name}' is {theta}")
     alpha = config.alpha if alpha is None else alpha
     return LayerParams(theta, (alpha * theta).astype(dtype), source, dead)
-
-
-def unit_params(plan: Plan) -> dict[str, LayerParams]:
-    """Threshold 1 and v(0) 1/2 for every layer: an SNN to look at (its graph, its memory), not to run."""
-    return {layer.name: LayerParams(np.ones((), np.float32), np.full((), 0.5, np.float32), "unit")
-            for layer in plan.layers}

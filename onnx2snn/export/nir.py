@@ -45,7 +45,7 @@ from onnx import numpy_helper
 from .. import load, weights
 from ..plan import make_plan
 from ..rewrite import to_snn
-from ..thresholds import unit_params
+from ..params import unit_params
 from ..errors import ConfigError, UnsupportedModelError
 from ..ops import if_neuron
 from .files import atomic_write

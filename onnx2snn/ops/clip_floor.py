@@ -31,7 +31,7 @@ import onnx.inliner
 import onnx_graphsurgeon as gs
 from onnx import helper
 
-from .if_neuron import DOMAIN, add_function, onnx_opset
+from .functions import DOMAIN, add_function, onnx_opset
 from .registry import OpSpec, Role, const_scalar, const_value, explain_refusal, register
 
 OP_TYPE = "ClipFloor"

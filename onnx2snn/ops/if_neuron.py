@@ -29,9 +29,9 @@ import onnx
 from onnx import helper
 from onnx.reference.op_run import OpRun
 
-DOMAIN = "onnx2snn"
+from .functions import DOMAIN, DOMAIN_VERSION, add_function, onnx_opset  # noqa: F401 - part of this module's API
+
 OP_TYPE = "IFNeuron"
-DOMAIN_VERSION = 1
 INPUTS = ("X", "threshold", "v0")
 OUTPUTS = ("Y", "V")
 ATTR_T = "T"
@@ -132,21 +132,6 @@ def install(model: onnx.ModelProto, T: int) -> onnx.ModelProto:
     """Add (or replace) the IFNeuron function for ``T`` and the ``onnx2snn`` opset import in place."""
     add_function(model, make_function(T, onnx_opset(model)))
     return model
-
-
-def onnx_opset(model: onnx.ModelProto) -> int:
-    """The model's version of the default ONNX domain."""
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-
-
-def add_function(model: onnx.ModelProto, function: onnx.FunctionProto) -> None:
-    """Add ``function`` to ``model`` (replacing one of the same domain and name) and import its
-    domain (``onnx2snn``, version ``DOMAIN_VERSION``) if needed; in place."""
-    kept = [f for f in model.functions if (f.domain, f.name) != (function.domain, function.name)]
-    del model.functions[:]
-    model.functions.extend(kept + [function])
-    if not any(o.domain == function.domain for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(function.domain, DOMAIN_VERSION))
 
 
 def time_steps(model: onnx.ModelProto) -> int | None:

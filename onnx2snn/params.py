@@ -1,0 +1,36 @@
+"""The parameters of one spiking layer's IF neurons, as the rewrite takes them.
+
+Threshold ``theta``, initial potential ``v(0)`` and, after phase 2, a constant bias current, each
+shaped to broadcast against one time step [B, *shape] (a scalar, per channel or per neuron).
+Phase 1 (:mod:`onnx2snn.calibration.thresholds`) and phase 2 make them; the rewrite writes them into
+the IFNeuron nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .plan import Plan
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerParams:
+    """IF parameters of one spiking layer, shaped to broadcast against one step [B, *shape]."""
+
+    threshold: np.ndarray
+    v0: np.ndarray
+    source: str  # how the threshold was chosen, for reports
+    dead: bool = False  # never fired on the calibration data
+    bias: np.ndarray | None = None  # phase 2: constant current added at every step (per channel)
+
+    def summary(self) -> float:
+        """One number for tables: the threshold, or the largest per-channel threshold."""
+        return float(np.max(self.threshold))
+
+
+def unit_params(plan: Plan) -> dict[str, LayerParams]:
+    """Threshold 1 and v(0) 1/2 for every layer: an SNN to look at (its graph, its memory), not to run."""
+    return {layer.name: LayerParams(np.ones((), np.float32), np.full((), 0.5, np.float32), "unit")
+            for layer in plan.layers}
