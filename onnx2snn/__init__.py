@@ -9,12 +9,18 @@
 from ._version import __version__
 from .config import Config, Granularity
 from .errors import (
-    CalibrationError, ConfigError, DataError, ModelLoadError, Onnx2SnnError, OutputError,
-    UnsupportedModelError)
-from .evaluation import Evaluation, evaluate
+    CalibrationError,
+    ConfigError,
+    DataError,
+    ModelLoadError,
+    Onnx2SnnError,
+    OutputError,
+    UnsupportedModelError,
+)
 from .export import save_model
 from .pipeline import Result, convert
-from .runtime import simulate
+from .simulation.evaluation import Evaluation, evaluate
+from .simulation.runtime import simulate
 
 __all__ = [
     "CalibrationError", "Config", "ConfigError", "DataError", "Evaluation", "Granularity",

@@ -22,12 +22,12 @@ from .config import Config, Granularity, Method
 from .data import ImageOptions, load_path
 from .errors import ConfigError, DataError, Onnx2SnnError, OutputError
 from .export import save_model, unroll
-from .export.unrolled import FORMS
-from .load import load_model
+from .graph.load import load_model
+from .graph.weights import WeightStore
 from .pipeline import convert
 from .report import format_text, guarded, summary
-from .runtime import default_providers
-from .weights import WeightStore
+from .simulation.runtime import default_providers
+from .snn.unrolled import FORMS
 
 EPILOG = """Data: .npz archives with the model input as 'x' (or by input name) and optional integer
 labels 'y'; .npy arrays (input only); or a folder of images (class subfolders give labels), read
@@ -165,7 +165,7 @@ def _run(args) -> dict:
     model = Path(args.model)
     output = Path(args.output) if args.output else model.with_name(model.stem + ".snn.onnx")
     _check_outputs(args, model, output)
-    store = WeightStore()  # the model's weights, held once (onnx2snn.weights)
+    store = WeightStore()  # the model's weights, held once (onnx2snn.graph.weights)
     ann = store.detach(load_model(model))
     if args.nir:
         from .export.nir import check_exportable

@@ -80,7 +80,7 @@ class Config:
         rate_boundary: op types (default ONNX domain) that may sit between spiking layers as rate
             boundaries, computed on firing rates (:mod:`.ops.boundary`); LRN always is one.
         memory_limit: memory budget of the conversion in bytes (or a size such as "2GiB"); every
-            onnxruntime run is sized to fit it (:mod:`.budget`). None: the smaller of 4 GiB and half
+            onnxruntime run is sized to fit it (:mod:`onnx2snn.simulation.budget`). None: the smaller of 4 GiB and half
             of the memory available when the conversion starts. Results do not depend on it.
     """
 

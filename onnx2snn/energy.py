@@ -28,9 +28,9 @@ import dataclasses
 import numpy as np
 import onnx
 
-from . import load
+from .graph import load
+from .graph.plan import Plan
 from .ops import Role, lookup_proto
-from .plan import Plan
 
 PJ_PER_MAC = 4.6
 PJ_PER_AC = 0.9

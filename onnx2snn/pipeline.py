@@ -15,16 +15,20 @@ from collections.abc import Sequence
 
 import onnx
 
-from . import evaluation
-from . import calibrate, guard, load, plan as plan_mod, rewrite, stats as stats_mod, thresholds
-from . import params as params_mod, targets, weights
-from .budget import Budget, format_size
-from .footprint import footprint
+from .calibration import calibrate, guard, targets, thresholds
+from .calibration import stats as stats_mod
 from .config import Config
 from .data import Dataset, as_dataset
+from .graph import load, weights
+from .graph import plan as plan_mod
+from .graph.weights import WeightStore, attach, store_of
 from .progress import progress
-from .runtime import expose
-from .weights import WeightStore, attach, store_of
+from .simulation import evaluation
+from .simulation.budget import Budget, format_size
+from .simulation.footprint import footprint
+from .simulation.runtime import expose
+from .snn import params as params_mod
+from .snn import rewrite
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ class Result:
 
     ``ann`` and ``snn`` (and ``refitted``) are self-contained models, made when asked for; the
     conversion itself keeps them light (``light_ann``, ``light_snn``: their large initializers are
-    held once, in ``weights``, see :mod:`.weights`), which is what the report, the CLI and tools use
+    held once, in ``weights``, see :mod:`onnx2snn.graph.weights`), which is what the report, the CLI and tools use
     to avoid copying a large model's weights."""
 
     light_ann: onnx.ModelProto  # the normalised input model
@@ -84,7 +88,7 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     ``calib`` sets thresholds; ``data`` (optional) is where ANN and SNN are compared.
     Both may be a :class:`Dataset`, a dict of arrays (``x``/input names, ``y``) or an .npz path.
     ``sweep``: also convert (with the same statistics) and evaluate at each of these T.
-    Every onnxruntime run is sized by the memory budget ``config.memory_limit`` (:mod:`.budget`).
+    Every onnxruntime run is sized by the memory budget ``config.memory_limit`` (:mod:`onnx2snn.simulation.budget`).
     """
     start = time.perf_counter()
     config = config or Config()

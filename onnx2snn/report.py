@@ -7,8 +7,8 @@ import logging
 
 from . import energy
 from ._version import __version__
-from .budget import peak_rss
 from .pipeline import Result
+from .simulation.budget import peak_rss
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _kept(result: Result) -> bool:
 
 
 def _energy(result: Result) -> dict | None:
-    """MACs, SOPs from the measured spikes, and the energy estimate (see :mod:`.energy`)."""
+    """MACs, SOPs from the measured spikes, and the energy estimate (see :mod:`onnx2snn.energy`)."""
     if result.evaluation is None:
         return None
     e = energy.estimate(result.light_ann, result.plan, result.evaluation.firing_rates, result.config.T)

@@ -7,8 +7,9 @@ import pytest
 
 from graphs import inputs, lrn_cnn, run_ort
 import onnx2snn
-from onnx2snn import Config, UnsupportedModelError, load
-from onnx2snn.plan import make_plan
+from onnx2snn import Config, UnsupportedModelError
+from onnx2snn.graph import load
+from onnx2snn.graph.plan import make_plan
 from onnx2snn.ops.if_neuron import DOMAIN
 
 

@@ -16,10 +16,12 @@ import pytest
 from conftest import MODELS
 from graphs import cnn, inputs, wide_cnn
 import onnx2snn
-from onnx2snn import Config, ConfigError, budget, load
-from onnx2snn.budget import Budget, MemoryBudgetError
-from onnx2snn.footprint import Footprint, footprint
-from onnx2snn.runtime import expose, make_session
+from onnx2snn import Config, ConfigError
+from onnx2snn.simulation import budget
+from onnx2snn.graph import load
+from onnx2snn.simulation.budget import Budget, MemoryBudgetError
+from onnx2snn.simulation.footprint import Footprint, footprint
+from onnx2snn.simulation.runtime import expose, make_session
 
 MIB = 1 << 20
 
@@ -67,7 +69,7 @@ def test_footprint_is_an_upper_bound_of_onnxruntimes_peak_within_the_safety_marg
 import numpy as np, onnx, sys
 sys.path.insert(0, {str(os.path.dirname(__file__))!r})
 from onnx2snn import Config
-from onnx2snn.runtime import make_session
+from onnx2snn.simulation.runtime import make_session
 def rss(key):
     return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key)) * 1024
 s = make_session(onnx.load({{path!r}}), Config(threads=1))
@@ -227,7 +229,7 @@ def test_the_exposed_ann_run_holds_one_batch_of_outputs():
     model = load.normalize(wide_cnn(channels=16, size=16))
     names = [n.output[0] for n in model.graph.node if n.op_type == "Relu"]
     session = make_session(expose(model, names), Config())
-    from onnx2snn.runtime import run_batches
+    from onnx2snn.simulation.runtime import run_batches
     from onnx2snn.data import from_arrays
     seen = []
     for _, values in run_batches(session, from_arrays({"x": inputs((1, 16, 16), n=9)}, model), 4, names):

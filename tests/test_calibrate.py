@@ -7,16 +7,17 @@ import pytest
 from conftest import MODELS
 from graphs import cnn, inputs, run_ort
 import onnx2snn
-from onnx2snn import Config, load
+from onnx2snn import Config
+from onnx2snn.graph import load
 from onnx2snn.data import from_arrays, load_npz
-from onnx2snn.plan import make_plan
-from onnx2snn.rewrite import to_snn
-from onnx2snn.runtime import expose
-from onnx2snn.segments import Block, Segment, blocks
-from onnx2snn.spikes import SpikeStore
-from onnx2snn.stats import collect
-from onnx2snn.targets import search_neurons, search_samples
-from onnx2snn.thresholds import phase1
+from onnx2snn.graph.plan import make_plan
+from onnx2snn.snn.rewrite import to_snn
+from onnx2snn.simulation.runtime import expose
+from onnx2snn.calibration.segments import Block, Segment, blocks
+from onnx2snn.calibration.spikes import SpikeStore
+from onnx2snn.calibration.stats import collect
+from onnx2snn.calibration.targets import search_neurons, search_samples
+from onnx2snn.calibration.thresholds import phase1
 
 
 @pytest.mark.parametrize("ram", [1 << 20, 0])  # in memory, and in a file

@@ -5,10 +5,11 @@ import pytest
 
 from graphs import GraphBuilder, inputs, run_ort
 import onnx2snn
-from onnx2snn import Config, UnsupportedModelError, load
+from onnx2snn import Config, UnsupportedModelError
+from onnx2snn.graph import load
 from onnx2snn.ops.clip_floor import OP_TYPE
-from onnx2snn.plan import make_plan
-from onnx2snn.runtime import expose
+from onnx2snn.graph.plan import make_plan
+from onnx2snn.simulation.runtime import expose
 
 
 def clip_floor(g: GraphBuilder, x: str, theta: float, levels: float, shift: float) -> str:

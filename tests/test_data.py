@@ -54,7 +54,7 @@ def test_npy_and_image_folder_inputs(tmp_path):
     Image = pytest.importorskip("PIL.Image")
     from conftest import MODELS
     from onnx2snn.data import ImageOptions, load_path
-    from onnx2snn.load import load_model
+    from onnx2snn.graph.load import load_model
 
     model = load_model(MODELS / "digits_cnn.onnx")
     test = np.load(MODELS / "digits_cnn.test.npz")
@@ -78,7 +78,7 @@ def test_image_folder_problems_are_data_errors(tmp_path):
     pytest.importorskip("PIL.Image")
     from conftest import MODELS
     from onnx2snn.data import load_path
-    from onnx2snn.load import load_model
+    from onnx2snn.graph.load import load_model
 
     model = load_model(MODELS / "digits_cnn.onnx")
     (tmp_path / "empty").mkdir()

@@ -6,7 +6,8 @@ import pytest
 import onnx2snn
 from conftest import MODELS
 from graphs import inputs, mlp
-from onnx2snn import energy, load, plan as plan_mod
+from onnx2snn import energy
+from onnx2snn.graph import load, plan as plan_mod
 
 
 def test_dense_macs_and_sops_by_hand():

@@ -7,7 +7,7 @@ from graphs import inputs, mlp, run_ort
 import onnx2snn
 from onnx2snn import Config, DataError
 from onnx2snn.data import from_arrays
-from onnx2snn.evaluation import evaluate
+from onnx2snn.simulation.evaluation import evaluate
 
 
 def test_accuracy_agreement_and_rates_are_measured():
@@ -26,7 +26,7 @@ def test_accuracy_agreement_and_rates_are_measured():
 def test_firing_rate_counts_spikes_exactly():
     model, x = mlp(widths=(8, 16, 4)), inputs((8,), n=10)
     result = onnx2snn.convert(model, {"x": x}, Config(T=8))
-    from onnx2snn.runtime import expose
+    from onnx2snn.simulation.runtime import expose
     name = result.plan.layers[0].output
     spikes = run_ort(expose(result.snn, [name]), {"x": x})[1]
     ev = evaluate(result.ann, result.snn, from_arrays({"x": x}, model), Config(batch_size=3))
@@ -116,7 +116,7 @@ def test_a_failing_comparison_keeps_the_conversion(tmp_path, monkeypatch, capsys
     import shutil
 
     from conftest import MODELS
-    from onnx2snn import evaluation
+    from onnx2snn.simulation import evaluation
     from onnx2snn.cli import main
 
     for suffix in (".onnx", ".calib.npz", ".test.npz"):
@@ -134,7 +134,7 @@ def test_a_failing_comparison_keeps_the_conversion(tmp_path, monkeypatch, capsys
 
 def test_fidelity_of_a_silent_snn_is_not_a_perfect_cosine():
     """An SNN whose output stays 0 against a nonzero ANN output: relative error 1, cosine 0."""
-    from onnx2snn.evaluation import _fidelity
+    from onnx2snn.simulation.evaluation import _fidelity
     ann = np.array([[1.0, 2.0], [3.0, -1.0]], np.float32)
     f = _fidelity(ann, np.zeros_like(ann))
     assert f["output_rel_error"] == pytest.approx(1.0) and f["output_cosine"] == 0.0

@@ -7,18 +7,19 @@ import numpy as np
 
 import onnx2snn
 from conftest import MODELS
-from onnx2snn import Config, load
-from onnx2snn.calibrate import phase2
+from onnx2snn import Config
+from onnx2snn.graph import load
+from onnx2snn.calibration.calibrate import phase2
 from onnx2snn.data import load_npz
-from onnx2snn.evaluation import Evaluation
-from onnx2snn.guard import _better, _unbeatable, check_phase2
-from onnx2snn.plan import make_plan
+from onnx2snn.simulation.evaluation import Evaluation
+from onnx2snn.calibration.guard import _better, _unbeatable, check_phase2
+from onnx2snn.graph.plan import make_plan
 from onnx2snn.report import format_text, summary
-from onnx2snn.rewrite import to_snn
-from onnx2snn.runtime import run
-from onnx2snn.stepwise import run_snn
-from onnx2snn.stats import collect
-from onnx2snn.thresholds import phase1
+from onnx2snn.snn.rewrite import to_snn
+from onnx2snn.simulation.runtime import run
+from onnx2snn.simulation.stepwise import run_snn
+from onnx2snn.calibration.stats import collect
+from onnx2snn.calibration.thresholds import phase1
 
 
 def _ev(agreement, rmse, task="classification"):
@@ -44,7 +45,7 @@ def test_phase1_is_not_run_when_it_could_not_win():
 def test_check_skips_phase1_only_when_phase2_agrees_almost_everywhere(monkeypatch):
     """On mnist_cnn at T = 16 phase 2 agrees with the ANN on every search sample: the check returns
     without a phase-1 run. Forcing one disagreement more than the bound runs phase 1 again."""
-    import onnx2snn.guard as guard
+    import onnx2snn.calibration.guard as guard
 
     path = MODELS / "mnist_cnn.onnx"
     ann = load.normalize(load.load_model(path))
@@ -74,7 +75,7 @@ def test_phase2_kept_where_it_helps(monkeypatch):
     r = _convert("digits_cnn", 1)
     assert r.phase2_check.kept and r.phase2_check.agreement_phase1 is None  # stopped early
     assert any(p.source.startswith("phase 2") for p in r.params.values())
-    import onnx2snn.guard as guard
+    import onnx2snn.calibration.guard as guard
     monkeypatch.setattr(guard, "_hopeless", lambda *a: None)  # run phase 1 to the end
     full = _convert("digits_cnn", 1)
     assert full.phase2_check.kept and full.phase2_check.agreement_phase2 > full.phase2_check.agreement_phase1

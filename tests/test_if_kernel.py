@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from onnx2snn import Config
-from onnx2snn.if_kernel import IFKernel
+from onnx2snn.calibration.if_kernel import IFKernel
 from onnx2snn.ops.if_neuron import if_forward
 
 

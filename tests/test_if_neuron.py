@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from graphs import run_ort
-from onnx2snn.export.unrolled import FORMS, unroll
+from onnx2snn.snn.unrolled import FORMS, unroll
 from onnx2snn.ops import if_neuron
 
 

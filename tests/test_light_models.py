@@ -12,9 +12,10 @@ import onnxruntime as ort
 import pytest
 
 import onnx2snn
-from onnx2snn import Config, load
+from onnx2snn import Config
+from onnx2snn.graph import load
 from onnx2snn.export import unroll
-from onnx2snn.runtime import make_session
+from onnx2snn.simulation.runtime import make_session
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 NAMES = ["bvlc_alexnet", "zfnet512", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",

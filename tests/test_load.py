@@ -6,7 +6,8 @@ import pytest
 from onnx import external_data_helper
 
 from graphs import GraphBuilder, cnn, inputs, mlp, run_ort
-from onnx2snn import ModelLoadError, load
+from onnx2snn import ModelLoadError
+from onnx2snn.graph import load
 
 
 def test_missing_directory_empty_and_garbage_files(tmp_path):

@@ -5,8 +5,9 @@ import onnx
 import pytest
 
 from graphs import GraphBuilder, cnn
-from onnx2snn import UnsupportedModelError, load
-from onnx2snn.plan import make_plan
+from onnx2snn import UnsupportedModelError
+from onnx2snn.graph import load
+from onnx2snn.graph.plan import make_plan
 
 
 def test_cnn_plan_regions():

@@ -10,7 +10,7 @@ from graphs import GraphBuilder, cnn, inputs, mlp, run_ort
 import onnx2snn
 from onnx2snn import Config
 from onnx2snn.ops import if_neuron
-from onnx2snn.runtime import expose
+from onnx2snn.simulation.runtime import expose
 
 
 def convert(model, x, **config):
@@ -36,7 +36,7 @@ def test_structure_names_metadata_and_validity():
     snn = convert(model, x, T=8).snn
     onnx.checker.check_model(snn, full_check=True)
     ifs = [n for n in snn.graph.node if n.op_type == if_neuron.OP_TYPE]
-    relus = [n.name for n in onnx2snn.load.normalize(model).graph.node if n.op_type == "Relu"]
+    relus = [n.name for n in onnx2snn.graph.load.normalize(model).graph.node if n.op_type == "Relu"]
     assert [n.name for n in ifs] == [f"{r}/if" for r in relus]
     assert all(n.domain == if_neuron.DOMAIN for n in ifs)
     tile = next(n for n in snn.graph.node if n.op_type == "Tile")

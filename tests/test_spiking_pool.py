@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from graphs import run_ort
-from onnx2snn.ops.spiking_pool import spiking_max_pool
+from onnx2snn.snn.spiking_pool import spiking_max_pool
 
 
 def pool_model(op, T, attrs):

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from graphs import cnn, inputs
-from onnx2snn import Config, Granularity, load
+from onnx2snn import Config, Granularity
+from onnx2snn.graph import load
 from onnx2snn.data import from_arrays
-from onnx2snn.plan import make_plan
-from onnx2snn.runtime import expose, run
-from onnx2snn.stats import StreamingHistogram, collect
+from onnx2snn.graph.plan import make_plan
+from onnx2snn.simulation.runtime import expose, run
+from onnx2snn.calibration.stats import StreamingHistogram, collect
 
 
 def assert_near_percentile(estimate, values, q, width):

@@ -10,9 +10,9 @@ from graphs import inputs
 from test_rewrite import residual_concat_pool_model
 import onnx2snn
 from onnx2snn import Config
-from onnx2snn.runtime import expose, run
+from onnx2snn.simulation.runtime import expose, run
 from onnx2snn.data import from_arrays
-from onnx2snn.stepwise import ChunkedSNN, StepwiseSNN
+from onnx2snn.simulation.stepwise import ChunkedSNN, StepwiseSNN
 
 
 def compare(result, feeds, T, steps=1):

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from graphs import GraphBuilder, cnn, inputs
-from onnx2snn import Config, load
+from onnx2snn import Config
+from onnx2snn.graph import load
 from onnx2snn.data import from_arrays
-from onnx2snn.plan import make_plan
-from onnx2snn.runtime import expose, run
-from onnx2snn.stats import collect
-from onnx2snn.thresholds import phase1
+from onnx2snn.graph.plan import make_plan
+from onnx2snn.simulation.runtime import expose, run
+from onnx2snn.calibration.stats import collect
+from onnx2snn.calibration.thresholds import phase1
 
 
 def phase1_for(model, x, **config):

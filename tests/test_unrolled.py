@@ -13,8 +13,8 @@ import onnx2snn
 from conftest import MODELS
 from onnx2snn.cli import main
 from onnx2snn.export import unroll
-from onnx2snn.export.unrolled import SCAN_MIN_NEURONS
-from onnx2snn.runtime import make_session
+from onnx2snn.snn.unrolled import SCAN_MIN_NEURONS
+from onnx2snn.simulation.runtime import make_session
 
 
 @pytest.mark.parametrize("name", ["digits_cnn", "digits_resnet"])

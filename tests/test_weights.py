@@ -1,4 +1,4 @@
-"""Weights held once (onnx2snn/weights.py): light protos with stubs, sessions fed in place, the
+"""Weights held once (onnx2snn/graph/weights.py): light protos with stubs, sessions fed in place, the
 self-contained copies for files, and the >2 GB path (lowered limit)."""
 
 import gc
@@ -9,8 +9,9 @@ import pytest
 
 from graphs import cnn, inputs, run_ort
 import onnx2snn
-from onnx2snn import Config, ModelLoadError, load, weights
-from onnx2snn.runtime import make_session
+from onnx2snn import Config, ModelLoadError
+from onnx2snn.graph import load, weights
+from onnx2snn.simulation.runtime import make_session
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +64,7 @@ def test_conversion_and_saving_above_the_limit(tmp_path, monkeypatch):
     assert (tmp_path / "big.snn.onnx.data").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.snn.onnx", "big.snn.onnx.data"]
     onnx.checker.check_model(str(out), full_check=True)
-    loaded = onnx2snn.load.load_model(out)
+    loaded = onnx2snn.graph.load.load_model(out)
     np.testing.assert_allclose(run_ort(loaded, {"x": x})[0], run_ort(expected, {"x": x})[0], atol=1e-5)
-    shapes = {v.name for v in onnx2snn.load.infer_shapes(loaded).graph.value_info}
+    shapes = {v.name for v in onnx2snn.graph.load.infer_shapes(loaded).graph.value_info}
     assert shapes, "shape inference ran on the stubbed copy"

@@ -52,7 +52,7 @@ from onnx import helper
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_runtime import build, convert, measure, op_profile  # noqa: E402
-from onnx2snn.runtime import make_session  # noqa: E402
+from onnx2snn.simulation.runtime import make_session  # noqa: E402
 
 
 def after_relus(ann: onnx.ModelProto, insert, initializers=()) -> onnx.ModelProto:
@@ -89,7 +89,7 @@ def with_loop(ann: onnx.ModelProto, T: int, form: str) -> onnx.ModelProto:
     Two ops per step is the fewest any IF step in standard ops needs: it writes two tensors (the
     potential and the spikes) and a standard elementwise op writes one. ``form``: one ``Scan``
     over the steps (its body the two ops), or ``steps`` (Split, two ops per step, Concat), as the
-    two forms of :mod:`onnx2snn.export.unrolled`."""
+    two forms of :mod:`onnx2snn.snn.unrolled`."""
     consts = [helper.make_tensor("loop/time_head", onnx.TensorProto.INT64, [2], [T, -1]),
               helper.make_tensor("loop/zero", onnx.TensorProto.INT64, [], [0]),
               helper.make_tensor("loop/ones", onnx.TensorProto.INT64, [T], [1] * T)]

@@ -35,16 +35,18 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import numpy as np  # noqa: E402
 
-from onnx2snn import Config, calibrate, load  # noqa: E402
-from onnx2snn.calibrate import phase2  # noqa: E402
-from onnx2snn.guard import check_phase2  # noqa: E402
+from onnx2snn import Config  # noqa: E402
+from onnx2snn.calibration import calibrate  # noqa: E402
+from onnx2snn.graph import load  # noqa: E402
+from onnx2snn.calibration.calibrate import phase2  # noqa: E402
+from onnx2snn.calibration.guard import check_phase2  # noqa: E402
 from onnx2snn.data import from_arrays, load_npz  # noqa: E402
-from onnx2snn.plan import make_plan  # noqa: E402
-from onnx2snn.rewrite import to_snn  # noqa: E402
-from onnx2snn.budget import Budget  # noqa: E402
-from onnx2snn.stepwise import run_snn  # noqa: E402
-from onnx2snn.stats import collect  # noqa: E402
-from onnx2snn.thresholds import phase1  # noqa: E402
+from onnx2snn.graph.plan import make_plan  # noqa: E402
+from onnx2snn.snn.rewrite import to_snn  # noqa: E402
+from onnx2snn.simulation.budget import Budget  # noqa: E402
+from onnx2snn.simulation.stepwise import run_snn  # noqa: E402
+from onnx2snn.calibration.stats import collect  # noqa: E402
+from onnx2snn.calibration.thresholds import phase1  # noqa: E402
 from ablation import model_path  # noqa: E402
 
 

@@ -60,8 +60,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import onnx2snn  # noqa: E402
 from onnx2snn.export import unroll  # noqa: E402
-from onnx2snn.runtime import make_session  # noqa: E402
-from onnx2snn.stepwise import StepwiseSNN  # noqa: E402
+from onnx2snn.simulation.runtime import make_session  # noqa: E402
+from onnx2snn.simulation.stepwise import StepwiseSNN  # noqa: E402
 
 import bench_memory  # noqa: E402
 

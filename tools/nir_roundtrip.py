@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import onnx2snn  # noqa: E402
 from onnx2snn.export.nir import save_nir  # noqa: E402
-from onnx2snn.runtime import add_spike_counters, make_session  # noqa: E402
+from onnx2snn.simulation.runtime import add_spike_counters, make_session  # noqa: E402
 
 
 class IFModule(torch.nn.Module):

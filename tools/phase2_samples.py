@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import onnx2snn  # noqa: E402
-from onnx2snn import targets  # noqa: E402
+from onnx2snn.calibration import targets  # noqa: E402
 
 
 def accuracies(base: Path, T: list[int], **config) -> tuple[float, str]:

@@ -46,9 +46,9 @@ import onnx2snn  # noqa: E402
 from ablation import model_path  # noqa: E402
 from onnx2snn import Config  # noqa: E402
 from onnx2snn.data import as_dataset  # noqa: E402
-from onnx2snn.evaluation import evaluate, score_output  # noqa: E402
+from onnx2snn.simulation.evaluation import evaluate, score_output  # noqa: E402
 from onnx2snn.ops import if_neuron  # noqa: E402
-from onnx2snn.runtime import run  # noqa: E402
+from onnx2snn.simulation.runtime import run  # noqa: E402
 
 
 def rate_model(snn: onnx.ModelProto, T: int) -> onnx.ModelProto:

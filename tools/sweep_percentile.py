@@ -19,13 +19,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from onnx2snn import Config, load  # noqa: E402
+from onnx2snn import Config  # noqa: E402
+from onnx2snn.graph import load  # noqa: E402
 from onnx2snn.data import load_npz  # noqa: E402
-from onnx2snn.evaluation import evaluate  # noqa: E402
-from onnx2snn.plan import make_plan  # noqa: E402
-from onnx2snn.rewrite import to_snn  # noqa: E402
-from onnx2snn.stats import collect  # noqa: E402
-from onnx2snn.thresholds import phase1  # noqa: E402
+from onnx2snn.simulation.evaluation import evaluate  # noqa: E402
+from onnx2snn.graph.plan import make_plan  # noqa: E402
+from onnx2snn.snn.rewrite import to_snn  # noqa: E402
+from onnx2snn.calibration.stats import collect  # noqa: E402
+from onnx2snn.calibration.thresholds import phase1  # noqa: E402
 
 
 def shipped_models() -> list[Path]:

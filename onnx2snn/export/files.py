@@ -9,8 +9,8 @@ from pathlib import Path
 
 import onnx
 
-from .. import weights
 from ..errors import OutputError
+from ..graph import weights
 
 
 @contextlib.contextmanager

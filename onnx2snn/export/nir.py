@@ -42,12 +42,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .. import load, weights
-from ..plan import make_plan
-from ..rewrite import to_snn
-from ..params import unit_params
 from ..errors import ConfigError, UnsupportedModelError
+from ..graph import load, weights
+from ..graph.plan import make_plan
 from ..ops import if_neuron
+from ..snn.params import unit_params
+from ..snn.rewrite import to_snn
 from .files import atomic_write
 
 

@@ -17,8 +17,8 @@ T-step SNN output in one call. The ONNX function body unrolls the loop for the f
 standard ops (Split, Add, GreaterOrEqual, Cast, Mul, Sub, Concat), so a converted file runs in a plain
 ``onnxruntime.InferenceSession`` and passes ``onnx.checker.check_model(full_check=True)``.
 The numpy reference (:func:`if_forward`, :class:`IFNeuron`), phase 2's kernel
-(:mod:`onnx2snn.if_kernel`) and the standard-op lowerings onnx2snn's sessions run
-(:mod:`onnx2snn.export.unrolled`: step by step, or a Scan over the steps) perform the same float
+(:mod:`onnx2snn.calibration.if_kernel`) and the standard-op lowerings onnx2snn's sessions run
+(:mod:`onnx2snn.snn.unrolled`: step by step, or a Scan over the steps) perform the same float
 operations in the same order.
 """
 

@@ -33,9 +33,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .config import Config
-from .ops import if_neuron
-from .runtime import make_session
+from ..config import Config
+from ..ops import if_neuron
+from ..simulation.runtime import make_session
 
 
 def _steps(T: int, constant: bool, bias: bool, count: bool, opset: int) -> tuple[list, list[str], str]:

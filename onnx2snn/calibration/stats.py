@@ -26,13 +26,13 @@ import math
 import numpy as np
 import onnx
 
-from . import load
-from .config import Config, Granularity
-from .data import Dataset
-from .errors import CalibrationError
-from .plan import Plan
-from .budget import Budget
-from .runtime import expose, make_session, plan_runs, release_memory, run_batches
+from ..config import Config, Granularity
+from ..data import Dataset
+from ..errors import CalibrationError
+from ..graph import load
+from ..graph.plan import Plan
+from ..simulation.budget import Budget
+from ..simulation.runtime import expose, make_session, plan_runs, release_memory, run_batches
 
 CHUNK = 1 << 18  # values per step of a histogram update (bounds its temporaries)
 

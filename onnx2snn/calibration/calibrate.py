@@ -18,7 +18,7 @@ Because each layer is fitted to the spikes it will really receive, errors of ear
 compensated instead of accumulated. No gradients, no change of the user's weights.
 
 Memory: every pass runs over blocks of samples (and of time steps, when one sample's T steps do not
-fit), sized by the memory budget (:mod:`.budget`) from the layer's segment and the IF kernel; the
+fit), sized by the memory budget (:mod:`onnx2snn.simulation.budget`) from the layer's segment and the IF kernel; the
 spike trains are held in memory while a quarter of the budget allows, else on disk
 (:class:`.spikes.SpikeStore`). A layer's currents are kept while they fit in
 ``currents.CURRENT_CACHE_BYTES`` and another quarter of the budget; beyond that they are recomputed for each
@@ -40,23 +40,23 @@ import logging
 import numpy as np
 import onnx
 
-from .budget import Budget
-from .footprint import footprint
-from .config import Config, Granularity
+from ..config import Config, Granularity
+from ..data import Dataset
+from ..graph.cut import GraphIndex, segment_inputs
+from ..graph.plan import Plan
+from ..progress import progress
+from ..simulation.budget import Budget
+from ..simulation.evaluation import score_output
+from ..simulation.footprint import footprint
+from ..simulation.runtime import release_memory
+from ..snn.params import LayerParams
+from ..snn.rewrite import build
 from .currents import LayerRuns
-from .data import Dataset
-from .evaluation import score_output
 from .if_kernel import IFKernel
-from .plan import Plan
-from .progress import progress
 from .refit import refit_layer
-from .rewrite import build
-from .runtime import release_memory
-from .cut import GraphIndex, segment_inputs
 from .segments import Segment, block_feeds, blocks
 from .spikes import SpikeStore
 from .targets import Targets, ann_targets, search_work
-from .params import LayerParams
 
 log = logging.getLogger(__name__)
 

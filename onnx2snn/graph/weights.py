@@ -27,7 +27,7 @@ import onnx_graphsurgeon as gs
 from onnx import TensorProto, numpy_helper
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 STUB_BYTES = 4096  # initializers above this size live in the store; smaller ones stay inline
 LIMIT = 2_000_000_000  # bytes; a little under 2 GiB, protobuf's hard limit for one message

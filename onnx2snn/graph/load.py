@@ -17,10 +17,10 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import external_data_helper, shape_inference, version_converter
 
+from ..errors import ModelLoadError
+from ..ops import clip_floor
 from . import weights
-from .errors import ModelLoadError
 from .fold import fold_batchnorm
-from .ops import clip_floor
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import dataclasses
 import numpy as np
 import onnx
 
-from .config import Config
-from .runtime import make_session
-from .cut import GraphIndex
+from ..config import Config
+from ..graph.cut import GraphIndex
+from ..simulation.runtime import make_session
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from .plan import Plan
+from ..graph.plan import Plan
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,14 +16,14 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from . import weights
+from ..config import Config
+from ..data import Dataset, as_dataset
+from ..graph import weights
+from ..ops import if_neuron
+from ..progress import progress
+from ..snn.unrolled import unroll
 from .budget import Budget, RunSize
 from .footprint import footprint
-from .config import Config
-from .data import Dataset, as_dataset
-from .export.unrolled import unroll
-from .ops import if_neuron
-from .progress import progress
 
 
 def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True,
@@ -33,7 +33,7 @@ def make_session(model: onnx.ModelProto, config: Config, optimize: bool = True,
     ``spin=False``: worker threads sleep instead of spinning after a run -- for sessions that
     alternate with other sessions (phase 2), whose idle spinning would take the cores they need.
     A model with IFNeuron nodes runs lowered (``unroll(model, "auto")``, see the module docstring).
-    Memory: the weights of a light model (:mod:`.weights`) are handed over in place, not copied.
+    Memory: the weights of a light model (:mod:`onnx2snn.graph.weights`) are handed over in place, not copied.
     Memory patterns are off (they keep a block per input shape). All sessions share one arena that
     grows by exactly what a run asks (:func:`shared_arena`) and is reused by the next runs without
     page faults; :func:`release_memory` returns its free part between stages. (Per-session arenas

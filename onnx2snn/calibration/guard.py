@@ -26,15 +26,15 @@ import math
 import numpy as np
 import onnx
 
-from .config import Config
-from .data import Dataset
+from ..config import Config
+from ..data import Dataset
+from ..graph.plan import Plan
+from ..simulation.budget import Budget
+from ..simulation.evaluation import Evaluation, compare
+from ..simulation.stepwise import run_snn
+from ..snn.params import LayerParams
+from ..snn.rewrite import to_snn
 from .calibrate import Phase2
-from .evaluation import Evaluation, compare
-from .plan import Plan
-from .rewrite import to_snn
-from .budget import Budget
-from .stepwise import run_snn
-from .params import LayerParams
 
 log = logging.getLogger(__name__)
 

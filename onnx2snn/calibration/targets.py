@@ -16,12 +16,12 @@ import dataclasses
 import numpy as np
 import onnx
 
-from .config import Config
-from .data import Dataset
-from .plan import Plan
-from . import load
-from .budget import Budget
-from .runtime import expose, make_session, plan_runs, release_memory, run_batches
+from ..config import Config
+from ..data import Dataset
+from ..graph import load
+from ..graph.plan import Plan
+from ..simulation.budget import Budget
+from ..simulation.runtime import expose, make_session, plan_runs, release_memory, run_batches
 from .if_kernel import workers
 
 SEARCH_SAMPLES = 256  # search set: at least this many samples (or all), else a tenth of them

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import weights
-from .budget import Budget, MemoryBudgetError
-from .footprint import footprint
-from .rewrite import build
+from ..graph import weights
+from ..simulation.budget import Budget, MemoryBudgetError
+from ..simulation.footprint import footprint
+from ..snn.rewrite import build
 from .segments import Block, Segment, block_feeds, blocks
 
 CURRENT_CACHE_BYTES = 2 << 30

@@ -30,8 +30,8 @@ import dataclasses
 import onnx
 import onnx_graphsurgeon as gs
 
-from .errors import UnsupportedModelError
-from .ops import Role, lookup, refusal
+from ..errors import UnsupportedModelError
+from ..ops import Role, lookup, refusal
 from . import weights
 
 

@@ -27,14 +27,14 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._version import __version__
-from .load import infer_shapes, restore_output_types
-from .ops import Role, clip_floor, if_neuron, lookup
-from .ops.spiking_pool import spiking_max_pool
-from .ops.time_axis import const, to_steps
-from .plan import Plan
+from .._version import __version__
+from ..graph import weights
+from ..graph.load import infer_shapes, restore_output_types
+from ..graph.plan import Plan
+from ..ops import Role, clip_floor, if_neuron, lookup
 from .params import LayerParams
-from . import weights
+from .spiking_pool import spiking_max_pool
+from .time_axis import const, to_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,7 @@ def build(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T:
     conversion, kept only to measure what the spiking max-pool fixes). ``stateful=True`` builds T
     steps that continue a run instead of starting one: the state is graph inputs and outputs,
     ``<layer>/if/v`` -> ``<layer>/if/final_potential`` for every IF neuron and ``<pool>/count``,
-    ``<pool>/max`` -> ``..._next`` for every spiking max-pool (:mod:`.stepwise` runs a network in
+    ``<pool>/max`` -> ``..._next`` for every spiking max-pool (:mod:`onnx2snn.simulation.stepwise` runs a network in
     such chunks of steps, phase 2 its segments)."""
     graph = weights.import_graph(model)
     for tensor in graph.tensors().values():

@@ -21,14 +21,14 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import numpy_helper
 
-from .budget import Budget
-from .footprint import footprint
-from .config import Config
-from .data import Dataset
-from .runtime import expose, make_session
+from ..config import Config
+from ..data import Dataset
+from ..graph import weights
+from ..simulation.budget import Budget
+from ..simulation.footprint import footprint
+from ..simulation.runtime import expose, make_session
 from .segments import Segment, block_feeds, blocks
 from .spikes import SpikeStore
-from . import weights
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,11 @@ A layer (or channel) that never fired on the calibration data gets the layer's t
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from .config import Config, Granularity
-from .plan import Plan
-from .params import LayerParams
+from ..config import Config, Granularity
+from ..graph.plan import Plan
+from ..snn.params import LayerParams
 from .stats import LayerStats
 
 

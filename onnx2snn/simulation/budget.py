@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from .config import parse_size  # noqa: F401 - part of this module's API
-from .errors import ConfigError
+from ..config import parse_size  # noqa: F401 - part of this module's API
+from ..errors import ConfigError
 from .footprint import Footprint
 
 log = logging.getLogger(__name__)

@@ -19,18 +19,18 @@ import dataclasses
 import numpy as np
 import onnx
 
-from . import weights
+from ..config import Config
+from ..data import Dataset
+from ..graph import weights
+from ..graph.cut import cut
+from ..graph.plan import Plan
+from ..ops import if_neuron
+from ..progress import progress
+from ..snn.params import LayerParams
+from ..snn.rewrite import build
 from .budget import Budget
 from .footprint import footprint
-from .config import Config
-from .data import Dataset
-from .ops import if_neuron
-from .plan import Plan
-from .progress import progress
-from .rewrite import build
 from .runtime import add_spike_counters, make_session, plan_runs, release_memory, run_batches
-from .cut import cut
-from .params import LayerParams
 
 
 class ChunkedSNN:

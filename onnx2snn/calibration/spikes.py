@@ -8,7 +8,7 @@ import tempfile
 
 import numpy as np
 
-from .errors import CalibrationError
+from ..errors import CalibrationError
 from .segments import Block
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .config import Config
-from .data import Dataset, as_dataset
-from .errors import DataError
+from ..config import Config
+from ..data import Dataset, as_dataset
+from ..errors import DataError
 from .budget import Budget
 from .runtime import run
 from .stepwise import run_snn

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from . import weights
+from ..graph import weights
 
 log = logging.getLogger(__name__)
 

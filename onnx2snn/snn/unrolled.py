@@ -30,8 +30,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .. import weights
 from ..errors import ConfigError
+from ..graph import weights
 from ..ops import if_neuron
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def _drop_unused_initializers(graph: onnx.GraphProto, names: set[str]) -> None:
 
 def _constant_currents(graph: onnx.GraphProto, T: int) -> dict[str, str]:
     """{IF input: the [B, ...] tensor it repeats} for IF inputs that are a Tile by [T, 1, .., 1]
-    (direct encoding's constant current, see :mod:`..rewrite`) read by nothing else: the loop
+    (direct encoding's constant current, see :mod:`.rewrite`) read by nothing else: the loop
     reads that tensor at every step instead, and the Tile is dropped."""
     uses: dict[str, int] = {}
     for node in graph.node:
