@@ -115,7 +115,7 @@ def tight(free_bytes: int):
     """A budget whose runs may take ``free_bytes`` whatever the process holds (how small the runs
     get is what these tests control; a real limit is checked in a child process below)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Budget, "free", lambda self, held=0: free_bytes)
+        patch.setattr(Budget, "free", lambda self, held=0, margin=1.4: free_bytes)
         yield
 
 

@@ -101,7 +101,8 @@ def main() -> None:
     args = p.parse_args()
     if args.table:
         with open(args.table) as handle:
-            print(_table(json.loads(handle.read().strip().splitlines()[-1]), args.min_spread))
+            rows = next(line for line in handle if line.startswith("[{"))  # the --json line
+            print(_table(json.loads(rows), args.min_spread))
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from ..graph import weights
 from ..ops import if_neuron
 from ..progress import progress
 from ..snn.unrolled import unroll
-from .budget import Budget, RunSize
+from .budget import SAFETY, SNN_SAFETY, Budget, RunSize
 from .footprint import footprint
 
 
@@ -197,7 +197,7 @@ def plan_runs(budget: Budget, stage: str, model: onnx.ModelProto, outputs: Seque
     if extra:
         fp = fp.plus(static=extra)
     return budget.run_size(stage, fp, samples, steps, config.batch_size, held + weights.weight_bytes(model),
-                           chunkable)
+                           chunkable, SNN_SAFETY if steps > 1 else SAFETY)
 
 
 def run(model: onnx.ModelProto, data: Dataset, config: Config, outputs: Sequence[str] | None = None,
@@ -205,21 +205,32 @@ def run(model: onnx.ModelProto, data: Dataset, config: Config, outputs: Sequence
     """Run ``model`` on all of ``data`` in runs sized by ``budget`` (default: ``config``'s);
     returns each output concatenated over the runs."""
     names = list(outputs) if outputs is not None else [o.name for o in model.graph.output]
-    size = plan_runs(budget or Budget(config.memory_limit), desc or "run", model, names, len(data), config)
+    budget = budget or Budget(config.memory_limit)
+    size = plan_runs(budget, desc or "run", model, names, len(data), config)
     session = make_session(model, config)
     chunks: dict[str, list] = {n: [] for n in names}
-    for _, values in run_batches(session, data, size.samples, names, desc):
+    T, timed = if_neuron.time_steps(model) or 1, set()
+    for part, values in run_batches(session, data, size.samples, names, desc):
+        samples = part.stop - part.start
         for n in names:
-            chunks[n].append(values[n])
+            value = values[n]
+            if T > 1 and isinstance(value, np.ndarray) and value.ndim and value.shape[0] == T * samples:
+                timed.add(n)  # a time-major output ([T * b, ...]: an exposed spike train)
+                value = value.reshape(T, samples, *value.shape[1:])
+            chunks[n].append(value)
     del session
     release_memory()
-    return {n: _join(v) for n, v in chunks.items()}
+    return {n: _join(v, time_major=n in timed) for n, v in chunks.items()}
 
 
-def _join(parts: list):
-    """Batches of one output joined: arrays on axis 0, scalars stacked, sequences (ZipMap) chained."""
+def _join(parts: list, time_major: bool = False):
+    """Batches of one output joined: arrays on axis 0 (time-major ones, [T, b, ...] per run, on the
+    samples' axis and back to [T * N, ...]), scalars stacked, sequences (ZipMap) chained."""
     if isinstance(parts[0], list):
         return [item for part in parts for item in part]
+    if time_major:
+        joined = np.concatenate(parts, axis=1)
+        return joined.reshape(-1, *joined.shape[2:])
     return np.concatenate(parts) if parts[0].ndim else np.asarray(parts)
 
 

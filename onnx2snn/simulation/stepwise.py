@@ -28,7 +28,7 @@ from ..ops import if_neuron
 from ..progress import progress
 from ..snn.params import LayerParams
 from ..snn.rewrite import build
-from .budget import Budget
+from .budget import SNN_SAFETY, Budget
 from .footprint import footprint
 from .runtime import add_spike_counters, make_session, plan_runs, release_memory, run_batches
 
@@ -174,7 +174,7 @@ def _fitting_chunks(source, T: int, steps: int, config: Config, budget: Budget, 
         chunked = ChunkedSNN(ann, plan, params, T, s, config, count=count)
         fp = footprint(chunked.step_model, chunked.step_outputs, s)
         held = weights.weight_bytes(chunked.step_model)
-        if fp.peak(1, s) <= budget.free(held) or s == 1:  # one step that does not fit raises here:
-            budget.run_size(f"{stage} (in chunks of steps)", fp, 1, s, 1, held, chunkable=False)
+        if fp.peak(1, s) <= budget.free(held, SNN_SAFETY) or s == 1:  # one step that does not fit raises here:
+            budget.run_size(f"{stage} (in chunks of steps)", fp, 1, s, 1, held, chunkable=False, margin=SNN_SAFETY)
             return chunked
     raise AssertionError("unreachable: the one-step chunk returns or raises above")
