@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import weights
-from ..simulation.budget import Budget, MemoryBudgetError
+from ..simulation.budget import SNN_SAFETY, Budget, MemoryBudgetError
 from ..simulation.footprint import footprint
 from ..snn.rewrite import build
 from .segments import Block, Segment, block_feeds, blocks
@@ -68,7 +68,8 @@ class LayerRuns:
         n_in = sum(self.store.neurons(name) for name in spikes)
         fp = fp.plus(static=32 * self.neurons, dynamic=n_in + 3.2 * self.neurons)
         held = fixed + weights.weight_bytes(segment.model) + self.room
-        return budget.run_size("phase 2", fp, len(self.calib), steps, self.config.batch_size, held, chunkable)
+        return budget.run_size("phase 2", fp, len(self.calib), steps, self.config.batch_size, held, chunkable,
+                               SNN_SAFETY)  # a time-batched run: see SNN_SAFETY
 
     def __iter__(self):
         """(block, current [steps, samples, *shape]; steps 1 for a constant current). Consumers
