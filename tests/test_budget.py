@@ -21,7 +21,7 @@ from onnx2snn.simulation import budget
 from onnx2snn.graph import load
 from onnx2snn.simulation.budget import Budget, MemoryBudgetError
 from onnx2snn.simulation.footprint import Footprint, footprint
-from onnx2snn.simulation.runtime import expose, make_session
+from onnx2snn.simulation.runtime import expose, make_session, run
 
 MIB = 1 << 20
 
@@ -235,3 +235,19 @@ def test_the_exposed_ann_run_holds_one_batch_of_outputs():
     for _, values in run_batches(session, from_arrays({"x": inputs((1, 16, 16), n=9)}, model), 4, names):
         seen.append(values)
     assert all(not v for v in seen[:-1])  # emptied before the next run
+
+
+def test_spike_trains_of_several_runs_join_per_time_step():
+    """Exposed spike trains are time-major ([T * N, ...]): run over samples in runs of a few, they
+    join step by step, as one run gives them."""
+    model, x = cnn(), inputs((2, 6, 6), n=10)
+    r = onnx2snn.convert(model, {"x": x}, Config(T=4, phase=1))
+    layers = [layer.output for layer in r.plan.layers]
+    exposed = expose(r.snn, layers)
+    data = onnx2snn.data.from_arrays({"x": x}, r.ann)
+    whole = run(exposed, data, Config())
+    one = footprint(exposed, layers + [o.name for o in r.snn.graph.output], 4).peak(1, 4)
+    with tight(int(one) + 1):  # one sample per run
+        parts = run(exposed, data, Config())
+    for name in layers + [o.name for o in r.snn.graph.output]:
+        np.testing.assert_array_equal(parts[name], whole[name], err_msg=name)
