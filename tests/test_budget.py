@@ -251,3 +251,19 @@ def test_spike_trains_of_several_runs_join_per_time_step():
         parts = run(exposed, data, Config())
     for name in layers + [o.name for o in r.snn.graph.output]:
         np.testing.assert_array_equal(parts[name], whole[name], err_msg=name)
+
+
+def test_footprint_of_a_segment_whose_spike_input_has_no_declared_shape():
+    """After a spiking max-pool the SNN's shape inference loses the shapes (a symbolic batch through
+    the time axis): a phase-2 segment fed such a spike train is sized from the store's shape."""
+    from onnx import TensorProto, helper
+    w = onnx.numpy_helper.from_array(np.ones((8, 4, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["s", "w"], ["y"], pads=[1, 1, 1, 1])], "segment",
+                              [helper.make_tensor_value_info("s", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    blind = footprint(model, ["y"], 4, {"s"})
+    known = footprint(model, ["y"], 4, {"s"}, {"s": (4, 16, 16)})
+    per_step = (4 + 8) * 16 * 16 * 4  # the spike input and the current, one sample, one step
+    assert known.peak(1, 4) >= 4 * per_step > blind.peak(1, 4)
+    assert known.widest[0] == "y" and tuple(known.widest[1]) == (8, 16, 16)

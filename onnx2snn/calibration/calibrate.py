@@ -144,8 +144,9 @@ def _search_scores(snn, score: str, available: set[str], data: Dataset, store: S
     Its runs hold all T steps (the readout sums them)."""
     segment = Segment(snn, score, available, config)
     spikes = frozenset(n for n in segment.inputs if n in store)
-    size = budget.run_size("phase 2 (network output)", footprint(segment.model, [score], config.T, spikes),
-                           len(data), config.T, config.batch_size, held + store.ram_bytes, chunkable=False)
+    fp = footprint(segment.model, [score], config.T, spikes, {n: store.shape(n) for n in spikes})
+    size = budget.run_size("phase 2 (network output)", fp, len(data), config.T, config.batch_size,
+                           held + store.ram_bytes, chunkable=False)
     parts = []
     for block in blocks(len(data), config.T, size.samples, config.T):
         feeds = block_feeds(data, block, store, segment.inputs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import weights
-from ..simulation.budget import SNN_SAFETY, Budget, MemoryBudgetError
+from ..simulation.budget import Budget, MemoryBudgetError
 from ..simulation.footprint import footprint
 from ..snn.rewrite import build
 from .segments import Block, Segment, block_feeds, blocks
@@ -64,12 +64,12 @@ class LayerRuns:
         kernel's step temporaries and, per step, the unpacked input bits, the spikes (each step's
         and their concatenation) and their transposed copy for packing."""
         spikes = frozenset(n for n in segment.inputs if n in self.store)
-        fp = footprint(segment.model, [segment.output, *segment.states.values()], steps, spikes)
+        fp = footprint(segment.model, [segment.output, *segment.states.values()], steps, spikes,
+                       {n: self.store.shape(n) for n in spikes})
         n_in = sum(self.store.neurons(name) for name in spikes)
         fp = fp.plus(static=32 * self.neurons, dynamic=n_in + 3.2 * self.neurons)
         held = fixed + weights.weight_bytes(segment.model) + self.room
-        return budget.run_size("phase 2", fp, len(self.calib), steps, self.config.batch_size, held, chunkable,
-                               SNN_SAFETY)  # a time-batched run: see SNN_SAFETY
+        return budget.run_size("phase 2", fp, len(self.calib), steps, self.config.batch_size, held, chunkable)
 
     def __iter__(self):
         """(block, current [steps, samples, *shape]; steps 1 for a constant current). Consumers

@@ -51,7 +51,7 @@ def refit_layer(work: onnx.ModelProto, ann: onnx.ModelProto, snn: onnx.ModelProt
     segment = Segment(snn, x_name, available, config)
     target = expose(ann, [y_name])
     spikes = frozenset(n for n in segment.inputs if n in store)
-    fp = footprint(segment.model, [x_name], config.T, spikes)
+    fp = footprint(segment.model, [x_name], config.T, spikes, {n: store.shape(n) for n in spikes})
     size = budget.run_size("weight refit", fp.plus(static=footprint(target, [y_name]).peak(1)), len(calib),
                            config.T, config.batch_size, held + store.ram_bytes + weights.weight_bytes(ann),
                            chunkable=False)

@@ -41,6 +41,10 @@ class SpikeStore:
         self.drop(name)
         self._layers[name] = _Layer(tuple(shape), n, np.dtype(dtype), self.samples, self.T, path)
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """One sample's shape at one step of layer ``name``'s spike train."""
+        return tuple(self._layers[name].shape)
+
     def neurons(self, name: str) -> int:
         return self._layers[name].n
 

@@ -30,10 +30,9 @@ GIB = 1 << 30
 DEFAULT_CAP = 4 * GIB  # the default budget is at most this ...
 DEFAULT_SHARE = 0.5  # ... and at most this share of the memory available when it is set
 SAFETY = 1.4  # measured peaks stay below the estimate times this (docs/scale.md)
-# Time-batched runs (a whole SNN, phase 2's segments) held more than their liveness estimate in
-# onnxruntime's arena: DenseNet-121's SNN at T = 8 2.1x at 16 samples per run (3.0 GiB for 1.44 GiB
-# estimated; 2.0 GiB without the arena, at twice the time; 1.0x at one sample), a VGG-19 segment at
-# T = 32 3.5x at 7 samples (layout copies of its convolutions): such runs take this margin instead.
+# A whole SNN run held up to 2.1x its liveness estimate in onnxruntime's arena (DenseNet-121 at T = 8,
+# 16 samples: 3.0 GiB for 1.44 GiB estimated, 2.0 GiB without the arena at twice the time; the
+# ratio grows with the samples per run, 1.0 at one sample): such runs take this margin instead.
 SNN_SAFETY = 2.2
 
 

@@ -50,19 +50,22 @@ class Footprint:
 
 
 def footprint(model: onnx.ModelProto, outputs: list[str] | None = None, steps: int = 1,
-              spikes: frozenset[str] | set[str] = frozenset()) -> Footprint:
+              spikes: frozenset[str] | set[str] = frozenset(),
+              shapes: dict[str, tuple[int, ...]] | None = None) -> Footprint:
     """Live bytes per node of one run of ``model`` as it is run (an ANN with exposed outputs, a
     converted SNN for ``steps`` time steps, a segment of one, a kernel) computing ``outputs``
     (default: all of them). ``spikes``: the graph inputs that are spike trains (``steps`` rows per
     sample). Sizes come from shape inference on one sample: a tensor with one row per sample is
     held once, one with more rows (the T*B rows of spike trains) once per time step. An IFNeuron
     also holds a copy of its current inside its loop. Tensors of unknown shape count as the
-    largest input of their node."""
+    largest input of their node. ``shapes``: one sample's shape of graph inputs whose declared
+    shape is unknown (a segment's spike trains after a spiking max-pool: the SNN's own shape
+    inference cannot follow the time axis through it with a symbolic batch)."""
     graph = model.graph
     outputs = list(outputs) if outputs is not None else [o.name for o in graph.output]
     constants = {t.name for t in graph.initializer}
     feeds = [i.name for i in graph.input if i.name not in constants]
-    sizes = _one_sample(model, {name: steps if name in spikes else 1 for name in feeds})
+    sizes = _one_sample(model, {name: steps if name in spikes else 1 for name in feeds}, shapes or {})
     nodes = _needed(graph, outputs, set(feeds))
     end = len(nodes)
     start = {name: 0 for name in feeds}
@@ -108,11 +111,18 @@ def _needed(graph: onnx.GraphProto, outputs: list[str], available: set[str]) -> 
     return [graph.node[i] for i in sorted(keep)]
 
 
-def _one_sample(model: onnx.ModelProto, rows: dict[str, int]) -> dict[str, tuple[tuple[int, ...], int]]:
-    """Shape inference with each graph input's batch axis set to ``rows[name]``: per tensor of
-    known shape, (shape of one sample's rows, bytes)."""
+def _one_sample(model: onnx.ModelProto, rows: dict[str, int],
+                shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Shape inference with each graph input's batch axis set to ``rows[name]`` (and the inputs
+    in ``shapes`` given that shape after it): per tensor of known shape, (shape of one sample's
+    rows, bytes)."""
     sample = weights.stub_copy(model)
     for value in sample.graph.input:
+        if value.name in shapes and value.name in rows:
+            value.type.tensor_type.shape.Clear()
+            for d in (rows[value.name], *shapes[value.name]):
+                value.type.tensor_type.shape.dim.add().dim_value = int(d)
+            continue
         dims = value.type.tensor_type.shape.dim
         if value.name in rows and len(dims):
             dims[0].Clear()
