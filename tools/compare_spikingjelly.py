@@ -3,7 +3,7 @@
 Optional dependencies, never needed by the package or CI. A light install that works here
 (spikingjelly's own requirements pull torchvision, torchaudio and a CUDA torch, several GB):
 
-    python -m venv /tmp/peers && . /tmp/peers/bin/activate
+    python -m venv peers && . peers/bin/activate
     pip install torch==2.13.0                       # the local CPU build
     pip install --no-deps spikingjelly==2.0.0       # torchvision/torchaudio are not imported here
     pip install loguru tqdm requests scikit-learn onnx onnxruntime onnx-graphsurgeon

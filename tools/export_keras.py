@@ -1,6 +1,6 @@
 """A Keras model on the digits, exported with tf2onnx, for the exporter tests.
 
-    python -m venv /tmp/tf && . /tmp/tf/bin/activate
+    python -m venv tf && . tf/bin/activate
     pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0 scikit-learn    # CPU build, about 600 MB
     python tools/export_keras.py
 

@@ -1,7 +1,7 @@
 """NIR round trip: write the converted SNN as NIR, read it back with ``nir``, simulate it with
 independent NIR consumers, and compare spike counts and accuracy with onnx2snn's own runtime.
 
-    . /work/peers-venv/bin/activate    # torch 2.13 CPU + pip install nir nirtorch snntorch sinabs
+    python -m venv peers && . peers/bin/activate    # then: torch 2.13 CPU, pip install nir nirtorch snntorch sinabs
     python tools/nir_roundtrip.py [--models digits_mlp digits_cnn mnist_cnn] [-T 8] [--json]
 
 Consumers (all read only the .nir file):
