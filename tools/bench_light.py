@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from bench_scale import convert, fidelity  # tools/: the script's folder is on sys.path
+from bench_scale import convert, fidelity, saved_rows  # tools/: the script's folder is on sys.path
 from photos import crops, photos
 
 from onnx2snn.export import unroll
@@ -100,9 +100,7 @@ def main() -> None:
     p.add_argument("--table", metavar="ROWS.json", help="print the table of rows saved by --json; run nothing")
     args = p.parse_args()
     if args.table:
-        with open(args.table) as handle:
-            rows = next(line for line in handle if line.startswith("[{"))  # the --json line
-            print(_table(json.loads(rows), args.min_spread))
+        print(_table(saved_rows(args.table), args.min_spread))
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

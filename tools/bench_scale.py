@@ -109,9 +109,7 @@ def main() -> None:
     p.add_argument("--table", metavar="ROWS.json", help="print the table of rows saved by --json; run nothing")
     args = p.parse_args()
     if args.table:
-        with open(args.table) as handle:
-            rows = next(line for line in handle if line.startswith("[{"))  # the --json line
-            print(_table(json.loads(rows), args.min_spread))
+        print(_table(saved_rows(args.table), args.min_spread))
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -138,6 +136,12 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows))
     print(_table(rows, args.min_spread))
+
+
+def saved_rows(path: str) -> list[dict]:
+    """The rows a benchmark printed with --json (the line of JSON among its other output)."""
+    with open(path) as handle:
+        return json.loads(next(line for line in handle if line.startswith("[{")))
 
 
 def fidelity(report: dict, min_spread: float) -> str:
