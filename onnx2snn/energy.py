@@ -30,7 +30,7 @@ import onnx
 
 from .graph import load
 from .graph.plan import Plan
-from .ops import Role, lookup_proto
+from .ops import Role, lookup_proto, role_of
 
 PJ_PER_MAC = 4.6
 PJ_PER_AC = 0.9
@@ -66,7 +66,7 @@ def estimate(ann: onnx.ModelProto, plan: Plan, firing_rates: dict[str, float], T
     for node in ann.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    macs = {n.name: _macs(n, shapes) for n in ann.graph.node if _role(n) is Role.WEIGHTED}
+    macs = {n.name: _macs(n, shapes) for n in ann.graph.node if role_of(n) is Role.WEIGHTED}
     constant = _constant_input_ops(ann, plan)
     walk = _Fanout(consumers, shapes, macs)
     sops = {}
@@ -75,11 +75,6 @@ def estimate(ann: onnx.ModelProto, plan: Plan, firing_rates: dict[str, float], T
         sops[layer.name] = spikes * walk(layer.output) if spikes else 0.0
     return Energy(float(sum(macs.values())), float(sum(macs[n] for n in constant)), float(sum(sops.values())),
                   sops)
-
-
-def _role(node: onnx.NodeProto) -> Role | None:
-    spec = lookup_proto(node)
-    return spec.role if spec else None
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -98,14 +93,9 @@ def _size(name: str, shapes) -> float:
 
 
 def _macs(node: onnx.NodeProto, shapes) -> float:
-    out = _size(node.output[0], shapes)
-    if node.op_type in ("Conv", "ConvTranspose"):
-        w = shapes.get(node.input[1], ())
-        return out * float(np.prod(w[1:])) if w else 0.0
-    x = shapes.get(node.input[0], ())
-    trans_a = any(a.name == "transA" and a.i for a in node.attribute)
-    inner = (x[0] if trans_a and len(x) > 1 else x[-1]) if x else 0
-    return out * float(inner)
+    """The registry's MAC count of a weighted op (its output's shape checked known first)."""
+    _size(node.output[0], shapes)
+    return lookup_proto(node).macs(node, shapes)
 
 
 class _Fanout:
@@ -121,13 +111,14 @@ class _Fanout:
         return self.memo[tensor]
 
     def _through(self, node: onnx.NodeProto, tensor: str) -> float:
-        role = _role(node)
+        spec = lookup_proto(node)
+        role = spec.role if spec else None
         if role is Role.WEIGHTED:
             return self.macs[node.name] / _size(tensor, self.shapes) if node.input[0] == tensor else 0.0
         if role not in (Role.LINEAR, Role.MAXPOOL) or not node.output:
             return 0.0
         outputs = [o for o in node.output if o]
-        if node.op_type == "Split" and len(outputs) > 1:
+        if spec.splits and len(outputs) > 1:
             whole = _size(tensor, self.shapes)
             return sum(_size(o, self.shapes) / whole * self(o) for o in outputs)
         return sum(self(o) for o in outputs)
@@ -139,7 +130,7 @@ def _constant_input_ops(ann: onnx.ModelProto, plan: Plan) -> list[str]:
     dynamic = set(plan.dynamic)
     currents = {layer.current for layer in plan.layers if layer.current not in dynamic}
     feeds = _feeding(ann, currents)
-    return [n.name for n in ann.graph.node if _role(n) is Role.WEIGHTED and n.name in feeds
+    return [n.name for n in ann.graph.node if role_of(n) is Role.WEIGHTED and n.name in feeds
             and not any(i in dynamic for i in n.input)]
 
 

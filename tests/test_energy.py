@@ -86,8 +86,8 @@ def _walk_parts(model):
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     shapes = energy._shapes(model)
-    from onnx2snn.ops import Role
-    macs = {n.name: energy._macs(n, shapes) for n in model.graph.node if energy._role(n) is Role.WEIGHTED}
+    from onnx2snn.ops import Role, role_of
+    macs = {n.name: energy._macs(n, shapes) for n in model.graph.node if role_of(n) is Role.WEIGHTED}
     return consumers, shapes, macs
 
 
@@ -116,3 +116,51 @@ def test_a_report_part_that_fails_is_a_warning_and_every_output_is_written(tmp_p
     assert (tmp_path / "m.snn.onnx").is_file() and (tmp_path / "m.nir").is_file()
     assert (tmp_path / "report" / "index.html").is_file() and "energy estimate unavailable" in \
         (tmp_path / "report" / "index.html").read_text()
+
+
+def _residual_then(kind: str):
+    """x -> Gemm1 -> Relu (a) -> Gemm2 (b); Add(a, b) -> activation ``kind`` -> Gemm3 -> y."""
+    from onnx import TensorProto, helper
+
+    from onnx2snn.ops import clip_floor
+
+    rng = np.random.default_rng(0)
+    w = lambda name, n, m: helper.make_tensor(name, TensorProto.FLOAT, [n, m], rng.normal(size=n * m))  # noqa: E731
+    scalar = lambda name, v: helper.make_tensor(name, TensorProto.FLOAT, [], [v])  # noqa: E731
+    acts = {
+        "Relu": ([helper.make_node("Relu", ["c"], ["d"], name="act")], []),
+        "Clip": ([helper.make_node("Clip", ["c", "zero", "six"], ["d"], name="act")], []),
+        "Max": ([helper.make_node("Max", ["c", "zero"], ["d"], name="act")], []),
+        "LeakyRelu": ([helper.make_node("LeakyRelu", ["c"], ["d"], name="act", alpha=0.0)], []),
+        "ClipFloor": ([helper.make_node(clip_floor.OP_TYPE, ["c", "six", "six", "zero"], ["d"], name="act",
+                                        domain=clip_floor.DOMAIN)],
+                      [helper.make_tensor_value_info("d", TensorProto.FLOAT, ["N", 6])]),
+    }
+    nodes, info = acts[kind]
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1"], ["h"], name="g1"), helper.make_node("Relu", ["h"], ["a"], name="r1"),
+         helper.make_node("Gemm", ["a", "w2"], ["b"], name="g2"),
+         helper.make_node("Add", ["a", "b"], ["c"], name="add"),
+         *nodes, helper.make_node("Gemm", ["d", "w3"], ["y"], name="g3")],
+        "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [w("w1", 4, 6), w("w2", 6, 6), w("w3", 6, 3), scalar("zero", 0.0), scalar("six", 6.0)], value_info=info)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid(clip_floor.DOMAIN, 1)])
+
+
+@pytest.mark.parametrize("kind", ["Relu", "Clip", "Max", "LeakyRelu", "ClipFloor"])
+def test_the_walk_stops_at_every_activation_kind_after_a_residual_add(kind):
+    """a's spikes reach g2 (6 synapses each) and, through the residual Add, the activation: the
+    next spiking layer pays for its own spikes, so g3's synapses are never charged to a."""
+    model = _residual_then(kind)
+    walk = energy._Fanout(*_walk_parts(model))
+    assert walk("a") == pytest.approx(6.0)
+
+
+def test_an_op_registered_twice_is_refused():
+    from onnx2snn.ops import OpSpec, Role
+    from onnx2snn.ops.registry import register
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register(OpSpec("Relu", Role.ACTIVATION))

@@ -24,6 +24,7 @@ from onnx import numpy_helper
 from ..config import Config
 from ..data import Dataset
 from ..graph import weights
+from ..ops import lookup
 from ..simulation.budget import Budget
 from ..simulation.footprint import footprint
 from ..simulation.runtime import expose, make_session
@@ -73,11 +74,12 @@ def weighted_source(ann: onnx.ModelProto, current: str) -> gs.Node | None:
     tensor = graph.tensors()[current]
     while tensor.inputs:
         node = tensor.inputs[0]
-        if node.op in ("Conv", "Gemm"):
+        if node.op in NormalEquations.OPS:
             ok = all(isinstance(t, gs.Constant) for t in node.inputs[1:]) and int(node.attrs.get("transA", 0)) == 0
             return node if ok and _single_use(graph, node.inputs[1].name) else None
         variables = [t for t in node.inputs if not isinstance(t, gs.Constant)]
-        if node.op not in ("BatchNormalization", "Add", "Sub", "Mul", "Div") or len(variables) != 1:
+        spec = lookup(node)
+        if spec is None or not spec.elementwise or len(variables) != 1:
             return None
         tensor = variables[0]
     return None
@@ -89,6 +91,8 @@ def _single_use(graph: gs.Graph, name: str) -> bool:
 
 class NormalEquations:
     """Streamed X^T X and X^T Y for ``y = W x + b`` of one Conv/Gemm node (per group)."""
+
+    OPS = ("Conv", "Gemm")  # the weighted ops whose design rows :meth:`rows` builds
 
     def __init__(self, node: gs.Node):
         self.node, self.op = node, node.op

@@ -3,8 +3,9 @@
 With s = gamma / sqrt(var + eps), BN(W x + b) = (s * W) x + (s * (b - mean) + beta), per output
 channel (axis 0 of a Conv weight; output feature of a Gemm). Folding is exact up to float rounding
 and saves one op on every time step of the SNN. A BN is left alone when its producer is not a
-Conv/Gemm with constant parameters, the producer's output is also used elsewhere, or a parameter
-is not constant; it still converts (BN is linear), just without the saving.
+weighted op whose output channels the registry can scale (``OpSpec.scale_outputs``: Conv, Gemm
+with alpha = beta = 1) with constant parameters, the producer's output is also used elsewhere, or
+a parameter is not constant; it still converts (BN is linear), just without the saving.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 
 import numpy as np
 import onnx_graphsurgeon as gs
+
+from ..ops import lookup
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +30,13 @@ def fold_batchnorm(graph: gs.Graph) -> int:
         gamma, beta, mean, var = (np.asarray(t.values, dtype=np.float64) for t in bn.inputs[1:5])
         scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
         w = np.asarray(producer.inputs[1].values)
-        cout = w.shape[0] if producer.op == "Conv" else _gemm_out(producer, w)
+        new_w = lookup(producer).scale_outputs(producer, w.astype(np.float64), scale)
+        if new_w is None:
+            continue
+        new_w, cout = new_w.astype(w.dtype), scale.size
         b = (np.asarray(producer.inputs[2].values, dtype=np.float64) if len(producer.inputs) > 2
              else np.zeros(cout))
         b = np.broadcast_to(b.reshape(-1) if b.size == cout else b, (cout,))
-        new_w = _scale_weight(producer, w.astype(np.float64), scale).astype(w.dtype)
         new_b = (scale * (b - mean) + beta).astype(w.dtype)
         producer.inputs[1] = gs.Constant(f"{producer.name}/bn_folded_weight", new_w)
         bias = gs.Constant(f"{producer.name}/bn_folded_bias", new_b)
@@ -57,19 +62,9 @@ def _foldable_producer(graph, bn):
     if len(x.inputs) != 1 or len(x.outputs) != 1 or x in graph.outputs:
         return None
     producer = x.inputs[0]
-    if producer.op not in ("Conv", "Gemm") or not all(isinstance(t, gs.Constant) for t in producer.inputs[1:]):
+    spec = lookup(producer)
+    if spec is None or spec.scale_outputs is None:
         return None
-    if producer.op == "Gemm" and (float(producer.attrs.get("alpha", 1.0)) != 1.0
-                                  or float(producer.attrs.get("beta", 1.0)) != 1.0):
+    if not all(isinstance(t, gs.Constant) for t in producer.inputs[1:]):
         return None
     return producer
-
-
-def _gemm_out(node, w):
-    return w.shape[0] if int(node.attrs.get("transB", 0)) else w.shape[1]
-
-
-def _scale_weight(node, w, scale):
-    if node.op == "Conv":
-        return w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
-    return w * (scale[:, None] if int(node.attrs.get("transB", 0)) else scale[None, :])

@@ -134,9 +134,14 @@ def install(model: onnx.ModelProto, T: int) -> onnx.ModelProto:
     return model
 
 
+def is_if_neuron(node: onnx.NodeProto) -> bool:
+    """True for onnx2snn's IFNeuron (an op of its own domain; a user op of the same name is not)."""
+    return node.domain == DOMAIN and node.op_type == OP_TYPE
+
+
 def time_steps(model: onnx.ModelProto) -> int | None:
     """T of a converted model (from its IFNeuron nodes), or None if it has none."""
     for node in model.graph.node:
-        if node.domain == DOMAIN and node.op_type == OP_TYPE:
+        if is_if_neuron(node):
             return next(a.i for a in node.attribute if a.name == ATTR_T)
     return None

@@ -9,8 +9,8 @@ from __future__ import annotations
 from .registry import OpSpec, Role, register
 
 register(
-    OpSpec("AveragePool", Role.LINEAR),
-    OpSpec("GlobalAveragePool", Role.LINEAR),
+    OpSpec("AveragePool", Role.LINEAR, nir="AvgPool2d"),
+    OpSpec("GlobalAveragePool", Role.LINEAR, nir="AvgPool2d"),
     OpSpec("MaxPool", Role.MAXPOOL),
     OpSpec("GlobalMaxPool", Role.MAXPOOL),
 )

@@ -37,6 +37,17 @@ class OpSpec:
     ``clip_max(node)`` (activations only) returns a trained upper clip value m, or None;
     ``alpha(node)`` a trained initial potential v(0) / theta (the shift of a clip-floor), or None.
     ``hint`` says what the user can do when the op is refused.
+
+    Facts the later stages read (one place for each):
+    ``macs(node, shapes)`` (weighted ops): multiply-accumulates of one sample, ``shapes`` holding the
+    per-sample shapes of activations and the full shapes of constants (the energy estimate).
+    ``scale_outputs(node, w, s)`` (weighted ops whose output channels a following per-channel
+    affine op can be folded into): the weight ``w`` with output channel c scaled by ``s[c]``, or
+    None when this node cannot take it (the batch-norm fold).
+    ``elementwise``: a linear op that acts element by element (with broadcast constants), so a
+    chain of them between a weighted op and its activation keeps the weighted op's channels.
+    ``splits``: its outputs divide its input between them (one unit reaches one of the outputs).
+    ``nir``: the kind of NIR node the op maps to in the NIR export (None: not expressible).
     """
 
     op_type: str
@@ -46,14 +57,23 @@ class OpSpec:
     alpha: Callable[[gs.Node], "float | None"] | None = None
     hint: str = ""
     domain: str = ""
+    macs: Callable[[object, dict], float] | None = None
+    scale_outputs: Callable[[gs.Node, np.ndarray, np.ndarray], "np.ndarray | None"] | None = None
+    elementwise: bool = False
+    splits: bool = False
+    nir: str | None = None
 
 
 _REGISTRY: dict[tuple[str, str], OpSpec] = {}
 
 
 def register(*specs: OpSpec) -> None:
+    """Add ``specs``; an op registered twice is a programming error (ValueError), as in onnx2torch."""
     for spec in specs:
-        _REGISTRY[(spec.domain, spec.op_type)] = spec
+        key = (spec.domain, spec.op_type)
+        if key in _REGISTRY:
+            raise ValueError(f"op {spec.domain or 'ai.onnx'}::{spec.op_type} is registered twice")
+        _REGISTRY[key] = spec
 
 
 def _key(node: gs.Node) -> tuple[str, str]:
@@ -63,6 +83,12 @@ def _key(node: gs.Node) -> tuple[str, str]:
 
 def lookup(node: gs.Node) -> OpSpec | None:
     return _REGISTRY.get(_key(node))
+
+
+def role_of(node) -> Role | None:
+    """The registered role of ``node`` (a ``gs.Node`` or an ``onnx.NodeProto``), or None."""
+    spec = lookup(node) if isinstance(node, gs.Node) else lookup_proto(node)
+    return spec.role if spec else None
 
 
 def lookup_proto(node) -> OpSpec | None:
@@ -89,10 +115,6 @@ def refusal(node: gs.Node) -> tuple[str, str]:
         return explain(node)
     return ("it lies between spiking layers and is not known to act linearly on spike trains",
             "replace it with a supported op or open an issue with the model")
-
-
-def known_ops() -> list[tuple[str, str, Role]]:
-    return sorted((d, op, s.role) for (d, op), s in _REGISTRY.items())
 
 
 # ---- helpers shared by the family files ---------------------------------------------------------

@@ -91,13 +91,13 @@ def _cast_check(node, dynamic):
 
 
 register(
-    OpSpec("Flatten", Role.LINEAR, check=_axis_attr_check(1), hint=_HINT),
-    OpSpec("Reshape", Role.LINEAR, check=_reshape_check, hint=_HINT),
+    OpSpec("Flatten", Role.LINEAR, check=_axis_attr_check(1), hint=_HINT, nir="Flatten"),
+    OpSpec("Reshape", Role.LINEAR, check=_reshape_check, hint=_HINT, nir="Flatten"),
     OpSpec("Squeeze", Role.LINEAR, check=_axes_input_check(1), hint=_HINT),
     OpSpec("Unsqueeze", Role.LINEAR, check=_axes_input_check(1), hint=_HINT),
     OpSpec("Transpose", Role.LINEAR, check=_transpose_check, hint=_HINT),
     OpSpec("Concat", Role.LINEAR, check=_axis_attr_check(None), hint=_HINT),
-    OpSpec("Split", Role.LINEAR, check=_axis_attr_check(0), hint=_HINT),
+    OpSpec("Split", Role.LINEAR, check=_axis_attr_check(0), hint=_HINT, splits=True),
     OpSpec("Slice", Role.LINEAR, check=_slice_check, hint=_HINT),
     OpSpec("Pad", Role.LINEAR, check=_pad_check, hint=_HINT),
     OpSpec("Gather", Role.LINEAR, check=_gather_check, hint=_HINT),

@@ -25,6 +25,7 @@ import onnx
 from onnx import helper, shape_inference
 
 from ..graph import weights
+from ..ops import if_neuron
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def footprint(model: onnx.ModelProto, outputs: list[str] | None = None, steps: i
         if per > widest[2] and (timed or steps == 1):
             widest = (name, shape[1:], int(per))
     for i, node in enumerate(nodes):
-        if node.op_type == "IFNeuron":  # the loop's copy of its current
+        if if_neuron.is_if_neuron(node):  # the loop's copy of its current
             shape, size = sizes.get(node.input[0]) or _guess(node.input[0], nodes, sizes)
             dynamic[i] += size / steps
     return Footprint(static, dynamic, _im2col_bytes(nodes, model), widest)

@@ -140,7 +140,7 @@ def add_spike_counters(snn: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str,
     counters, nodes = {}, []
     for node in out.graph.node:
         nodes.append(node)
-        if node.domain != if_neuron.DOMAIN or node.op_type != if_neuron.OP_TYPE:
+        if not if_neuron.is_if_neuron(node):
             continue
         base, spikes = node.name, node.output[0]
         count, size = f"{base}/spike_count", f"{base}/neuron_steps"

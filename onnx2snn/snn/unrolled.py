@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 FORMS = ("steps", "scan", "auto")
 # Neurons per sample from which a layer runs as a Scan under "auto": on 2 cores, Scan was slower
 # on the 1-2k neuron digits layers at B = 1 and faster from the 6k-32k neuron layers of the 28x28
-# and 32x32 nets on (columns steps / scan of tools/bench_runtime.py, table in models/README.md).
+# and 32x32 nets on (columns steps / scan of tools/bench_runtime.py, table in docs/runtime.md).
 SCAN_MIN_NEURONS = 4096
 
 
@@ -58,7 +58,7 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
     types = {i.name: i.data_type for i in out.graph.initializer}
     nodes = []
     for node in out.graph.node:
-        if node.domain != if_neuron.DOMAIN or node.op_type != if_neuron.OP_TYPE:
+        if not if_neuron.is_if_neuron(node):
             nodes.append(node)
             continue
         constant = constants.get(node.input[0])
@@ -114,7 +114,7 @@ def _constant_currents(graph: onnx.GraphProto, T: int) -> dict[str, str]:
             uses[name] = uses.get(name, 0) + 1
     for o in graph.output:
         uses[o.name] = uses.get(o.name, 0) + 1
-    feeds_if = {n.input[0] for n in graph.node if n.domain == if_neuron.DOMAIN and n.op_type == if_neuron.OP_TYPE}
+    feeds_if = {n.input[0] for n in graph.node if if_neuron.is_if_neuron(n)}
     inits = {i.name: i for i in graph.initializer}
     found = {}
     for node in graph.node:
