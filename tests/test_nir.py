@@ -57,3 +57,26 @@ def test_shipped_cnn_spike_counts_and_accuracy_match(tmp_path):
     assert abs((out.argmax(1) == y).mean() - (ours.argmax(1) == y).mean()) == 0
     spikes = sum(float(c.sum()) for c in counts.values())
     assert spikes > 0
+
+
+def test_user_names_that_look_generated_are_read_from_the_record(tmp_path):
+    """Nodes named like the rewrite's own (``/rate``, ``/if``, ``/max``) are the user's ops: the
+    NIR export and the evaluation read what the rewrite built from its record, not from names."""
+    from graphs import mlp
+
+    from onnx import helper, numpy_helper
+
+    model = mlp()
+    suffixes = ["/rate/sum", "/if", "/max", "/pool"]
+    for i, node in enumerate(model.graph.node):
+        node.name = f"n{i}{suffixes[i % len(suffixes)]}"
+        node.input[:] = ["x_scaled" if name == "x" else name for name in node.input]
+    model.graph.initializer.append(numpy_helper.from_array(np.float32(0.5), "half"))
+    model.graph.node.insert(0, helper.make_node("Mul", ["x", "half"], ["x_scaled"], name="input/rate"))
+    x = inputs((8,), n=32)
+    result = onnx2snn.convert(model, {"x": x}, onnx2snn.Config(T=6), data={"x": x})
+    assert set(result.evaluation.firing_rates) == {layer.name for layer in result.plan.layers}
+    save_nir(result.snn, tmp_path / "m.nir")
+    out, _ = nir_sim.simulate(nir.read(tmp_path / "m.nir"), x, 6)
+    ours = next(iter(onnx2snn.simulate(result.snn, x).values()))
+    np.testing.assert_allclose(out, ours, atol=1e-4 * max(1.0, float(np.abs(ours).max())))

@@ -48,6 +48,28 @@ def test_structure_names_metadata_and_validity():
     assert y.shape == (20, 3)
 
 
+def test_the_record_in_the_metadata_is_what_was_built():
+    """Readers of a saved SNN find the IF nodes, readouts and repeats in its record, and every
+    name in it is a node or tensor of the graph."""
+    from onnx2snn.graph import load
+    from onnx2snn.graph.plan import make_plan
+    from onnx2snn.snn.params import unit_params
+    from onnx2snn.snn.rewrite import Record, build
+
+    ann = load.normalize(cnn())
+    plan = make_plan(ann)
+    snn, record = build(ann, plan, unit_params(plan), 4)
+    read = Record.read(snn)
+    assert read is not None and read.to_json() == record.to_json()
+    nodes = {n.name: n for n in snn.graph.node}
+    tensors = {t for n in snn.graph.node for t in (*n.input, *n.output)}
+    assert {nodes[record.neurons[layer.name]].op_type for layer in plan.layers} == {if_neuron.OP_TYPE}
+    assert set(record.readouts) <= tensors and set(record.readouts.values()) <= tensors
+    assert {nodes[n].op_type for n in record.readout_nodes if n in nodes} >= {"ReduceSum", "Mul"}
+    assert all(nodes[n].op_type == "Tile" for n in nodes if nodes[n].output[0] in record.repeats)
+    assert Record.read(ann) is None
+
+
 def test_onnxruntime_spikes_match_the_numpy_reference_step_by_step():
     """Expose every IF layer's input current and spikes from onnxruntime, replay the currents
     through the numpy reference, and require identical spike trains."""

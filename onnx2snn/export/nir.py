@@ -17,6 +17,9 @@ Mapping (ONNX op in the converted model -> NIR):
                                        followed by Scale(theta): our spikes carry theta, NIR's are 0/1
   Tile, the readout's mean over T   -> nothing (a constant input is the same at every step; the
                                        consumer averages the output over T)
+Which ONNX ops map, and to which NIR node, is the registry's ``OpSpec.nir``; the rewrite's own
+nodes (IF neurons, readouts, repeats, spiking max-pools) are known from its record (the model's
+``onnx2snn.record`` metadata, :class:`onnx2snn.snn.rewrite.Record`), never from their names.
 
 What NIR's IF cannot express, and is therefore written to each IF node's ``metadata``:
   * reset by **subtraction** (``v -= theta`` on a spike); NIR's IF resets to ``v_reset``
@@ -45,9 +48,9 @@ from onnx import numpy_helper
 from ..errors import ConfigError, UnsupportedModelError
 from ..graph import load, weights
 from ..graph.plan import make_plan
-from ..ops import if_neuron
+from ..ops import Role, if_neuron, lookup_proto
 from ..snn.params import unit_params
-from ..snn.rewrite import to_snn
+from ..snn.rewrite import Record, to_snn
 from .files import atomic_write
 
 
@@ -95,8 +98,14 @@ class _Builder:
                 self.const[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         self.shape = load.sample_shapes(self.model)
         self.nodes, self.edges, self.sources, self.problems, self.dead = {}, [], {}, [], set()
+        self.record = Record.read(self.model)
+        if self.record is None:
+            raise ConfigError("this model carries no onnx2snn record (metadata 'onnx2snn.record'): export NIR "
+                              "from a model converted by this version of onnx2snn")
+        self.readout_nodes = set(self.record.readout_nodes)
+        self.block = {node: pool for pool, nodes in self.record.pools.items() for node in nodes}
+        self.neurons = set(self.record.neurons.values())
         self.refused_pools: set[str] = set()
-        self.skip = {n.name for n in g.node if "/rate/" in n.name}
         uses: dict[str, int] = {}
         for n in g.node:
             for i in n.input:
@@ -108,26 +117,8 @@ class _Builder:
         inp = next(i for i in g.input if i.name not in self.const)
         self._add("input", nir.Input(input_type={"input": np.array(self.shape[inp.name])}), [])
         self.sources[inp.name] = ["input"]
-        pools = {n.name[: -len("pool")] if n.name.endswith("/pool") else n.name
-                 for n in g.node if n.op_type in ("MaxPool", "GlobalMaxPool")}
         for node in g.node:
-            block = next((p for p in pools if node.name == p or (p.endswith("/") and node.name.startswith(p))), None)
-            if block is not None:  # a spiking max-pool block, or a max pool in the readout
-                if block not in self.refused_pools:
-                    self.refused_pools.add(block)
-                    self.problems.append((block.rstrip("/"), "MaxPool", "max pooling has no NIR equivalent",
-                                          "use average pooling in the ANN to export NIR"))
-                self.dead.update(node.output)
-                continue
-            if node.name in self.skip or node.op_type == "Constant":
-                continue
-            handler = getattr(self, f"_op_{node.op_type}", None)
-            if any(i in self.dead for i in node.input):  # downstream of a refused node
-                self.dead.update(node.output)
-            elif handler is None:
-                self._refuse(node, "has no NIR equivalent")
-            else:
-                handler(node)
+            self._visit(node)
         if self.problems:
             raise UnsupportedModelError("this SNN cannot be written as NIR (convert without --nir, or "
                                         "change these layers):", self.problems)
@@ -140,6 +131,31 @@ class _Builder:
                             edges=[(key[a], key[b]) for a, b in self.edges],
                             metadata={"onnx2snn.readout": "mean over T"})
 
+    def _visit(self, node) -> None:
+        """Map one node, telling the rewrite's nodes (from its record) from the user's ops (by the
+        registry's ``nir`` kind)."""
+        spec = lookup_proto(node)
+        block = self.block.get(node.name, node.name if spec and spec.role is Role.MAXPOOL else None)
+        if block is not None:  # a spiking max-pool block, or a max pool in the readout
+            if block not in self.refused_pools:
+                self.refused_pools.add(block)
+                self.problems.append((block, "MaxPool", "max pooling has no NIR equivalent",
+                                      "use average pooling in the ANN to export NIR"))
+            self.dead.update(node.output)
+        elif node.op_type == "Constant" or (node.name in self.readout_nodes and node.output[0] not in
+                                            self.record.readouts):
+            return  # the readout's reshapes and sums: the consumer averages the output over T
+        elif any(i in self.dead for i in node.input):  # downstream of a refused node
+            self.dead.update(node.output)
+        elif node.name in self.readout_nodes or node.output[0] in self.record.repeats:
+            self._alias(node, self.record.readouts.get(node.output[0], node.input[0]))
+        elif node.name in self.neurons and if_neuron.is_if_neuron(node):
+            self._if_neuron(node)
+        elif spec is None or spec.nir is None:
+            self._refuse(node, "has no NIR equivalent")
+        else:
+            getattr(self, f"_op_{node.op_type}")(node)
+
     def _add(self, name: str, node, inputs: list[str]) -> None:
         self.nodes[name] = node
         self.edges.extend((src, name) for src in inputs)
@@ -148,19 +164,16 @@ class _Builder:
         self.problems.append((node.name, node.op_type, why, "NIR 1.0 cannot express it"))
         self.dead.update(node.output)
 
-    def _alias(self, node) -> None:
-        self.sources[node.output[0]] = self.sources[node.input[0]]
-
-    _op_Tile = _alias
-    _op_Identity = _alias
+    def _alias(self, node, source: str | None = None) -> None:
+        """``node``'s output is ``source`` (default its first input) at every step: a repeated
+        constant current, the readout's rate (the consumer averages), a folded bias."""
+        source = source or node.input[0]
+        if source in self.dead:
+            self.dead.update(node.output)
+        else:
+            self.sources[node.output[0]] = self.sources[source]
 
     def _op_Mul(self, node) -> None:
-        if node.name.endswith("/rate"):  # the readout's mean over T: the consumer averages
-            if _rate_source(node) in self.dead:
-                self.dead.update(node.output)
-            else:
-                self.sources[node.output[0]] = self.sources[_rate_source(node)]
-            return
         const = self.const.get(node.input[1])
         if const is None:
             return self._refuse(node, "multiplies two signals")
@@ -264,9 +277,7 @@ class _Builder:
             return self._refuse(node, "reshapes to something other than [N, features]")
         self._op_Flatten(node)
 
-    def _op_IFNeuron(self, node) -> None:
-        if node.domain != if_neuron.DOMAIN:
-            return self._refuse(node, "is not onnx2snn's IFNeuron")
+    def _if_neuron(self, node) -> None:
         shape = self.shape[node.output[0]]
         theta = np.broadcast_to(self.const[node.input[1]], shape).astype(np.float32)
         v0 = np.broadcast_to(self.const[node.input[2]], shape).astype(np.float32)
@@ -283,11 +294,6 @@ class _Renamed:
 
     def __init__(self, node, inputs):
         self.name, self.op_type, self.output, self.input = node.name, node.op_type, node.output, inputs
-
-
-def _rate_source(node) -> str:
-    """The spike tensor whose mean over T the readout node ``<spikes>/rate`` computes."""
-    return node.name[: -len("/rate")]
 
 
 def _attrs(node: onnx.NodeProto) -> dict:

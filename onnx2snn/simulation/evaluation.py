@@ -22,6 +22,7 @@ from onnx import helper
 from ..config import Config
 from ..data import Dataset, as_dataset
 from ..errors import DataError
+from ..snn.rewrite import Record
 from .budget import Budget
 from .runtime import run
 from .stepwise import run_snn
@@ -85,7 +86,9 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, data, config: Config,
     name = score_output(ann, score)
     ann_scores = run(ann, data, config, [name], "ANN", budget)[name]
     result = run_snn(snn, data, config, [name], budget, "SNN", count=True, source=source)
-    rates = {node[: -len("/if")]: rate for node, rate in result.firing_rates().items()}
+    record = Record.read(snn)
+    layer = {node: name for name, node in record.neurons.items()} if record else {}
+    rates = {layer.get(node, node): rate for node, rate in result.firing_rates().items()}
     return compare(data, name, ann_scores, result.outputs[name], rates)
 
 

@@ -16,12 +16,15 @@ Layout: every dynamic tensor holds T*B rows, time-major (row t*B + b is sample b
 * Max-pooling between spiking layers becomes a spiking max-pool (see :mod:`.ops.spiking_pool`).
 
 The pass ends with ``cleanup().toposort()``; generated names derive from the original ones, so
-the result is deterministic.
+the result is deterministic. The names are not an interface: what the pass built is its
+:class:`Record`, returned to the caller and written to the model's metadata
+(``onnx2snn.record``, JSON) for readers of a saved SNN; no reader parses a generated name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import onnx
@@ -43,14 +46,39 @@ class Record:
 
     ``neurons``: layer name -> its IFNeuron node. ``rates``: for each readout, the tensor holding
     the sum over the T steps (a ``ReduceSum``; the rate is it times 1/T) -> the time-major tensor
-    summed. ``states`` (stateful builds): state input -> the output holding its value after the
-    run's steps; ``initial``: the state inputs' values before the first step."""
+    summed. ``readouts``: the readout's rate tensor (what later nodes and outputs read) -> the
+    time-major tensor it averages; ``readout_nodes``: every node the readouts added. ``pools``:
+    each spiking max-pool (the ANN's MaxPool name) -> the nodes that replace it. ``repeats``: each
+    ``Tile`` of a constant current over the steps -> the tensor repeated. ``states`` (stateful
+    builds): state input -> the output holding its value after the run's steps; ``initial``: the
+    state inputs' values before the first step (the last two are not written to the metadata)."""
 
     T: int
     neurons: dict[str, str]
     rates: dict[str, str]
+    readouts: dict[str, str] = dataclasses.field(default_factory=dict)
+    readout_nodes: tuple[str, ...] = ()
+    pools: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    repeats: dict[str, str] = dataclasses.field(default_factory=dict)
     states: dict[str, str] = dataclasses.field(default_factory=dict)
     initial: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    KEY = "onnx2snn.record"
+
+    def to_json(self) -> str:
+        fields = ("T", "neurons", "rates", "readouts", "readout_nodes", "pools", "repeats")
+        return json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def read(cls, model: onnx.ModelProto) -> Record | None:
+        """The record a converted model carries in its metadata, or None (not onnx2snn's SNN)."""
+        text = next((p.value for p in model.metadata_props if p.key == cls.KEY), None)
+        if text is None:
+            return None
+        data = json.loads(text)
+        data["readout_nodes"] = tuple(data["readout_nodes"])
+        data["pools"] = {k: tuple(v) for k, v in data["pools"].items()}
+        return cls(**data)
 
 
 def to_snn(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T: int,
@@ -76,9 +104,12 @@ def build(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T:
         if tensor.name in plan.time_major and tensor not in graph.outputs:
             tensor.shape = None  # the ANN's [N, ...] becomes [T*N, ...]; re-inferred at the end
     nodes = {n.name: n for n in graph.nodes}
-    rates = _insert_readout(graph, plan, T)
+    start = len(graph.nodes)
+    rates, readouts = _insert_readout(graph, plan, T)
+    readout_nodes = tuple(n.name for n in graph.nodes[start:])
     tiles: dict[str, gs.Variable] = {}
     states: dict[str, str] = {}
+    pools: dict[str, tuple[str, ...]] = {}
     for layer in plan.layers:
         states.update(_replace_activation(graph, nodes[layer.name], layer.current, params[layer.name], T, plan,
                                           tiles, stateful))
@@ -89,7 +120,9 @@ def build(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T:
                 node.inputs[i] = _repeat(graph, tensor, T, tiles)
         spec = lookup(node)
         if spiking_pool and spec is not None and spec.role is Role.MAXPOOL:
+            start = len(graph.nodes)
             states.update(spiking_max_pool(graph, node, T, stateful))
+            pools[name] = tuple(n.name for n in graph.nodes[start:])
     graph.cleanup().toposort()
     snn = weights.export_graph(graph)
     restore_output_types(snn, model)
@@ -100,11 +133,13 @@ def build(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T:
     if plan.boundaries:
         extra["onnx2snn.rate_boundaries"] = ("computed on rates (mean over T), not event-driven: "
                                              + ", ".join(plan.boundaries))
+    potentials = {f"{layer.name}/if/v": layer.name for layer in plan.layers}
+    initial = {name: np.asarray(params[potentials[name]].v0) if name in potentials else np.zeros((), np.float32)
+               for name in states}
+    record = Record(T, {layer.name: f"{layer.name}/if" for layer in plan.layers}, rates, readouts, readout_nodes,
+                    pools, {tile.name: src for src, tile in tiles.items()}, states, initial)
+    extra[Record.KEY] = record.to_json()
     _set_metadata(snn, model, T, extra)
-    initial = {name: np.asarray(params[layer.name].v0) for layer in plan.layers
-               for name in [f"{layer.name}/if/v"] if name in states}
-    initial.update({name: np.zeros((), np.float32) for name in states if name not in initial})
-    record = Record(T, {layer.name: f"{layer.name}/if" for layer in plan.layers}, rates, states, initial)
     return infer_shapes(snn), record
 
 
@@ -172,14 +207,15 @@ def _dynamic_repeats(graph, tensor, T):
     return repeats
 
 
-def _insert_readout(graph, plan: Plan, T) -> dict[str, str]:
+def _insert_readout(graph, plan: Plan, T) -> tuple[dict[str, str], dict[str, str]]:
     """Replace dynamic tensors seen by non-time-batched consumers (and outputs) by their T-mean;
-    returns {sum over the steps: the tensor summed} (the record's ``rates``).
+    returns the record's ``rates`` {sum over the steps: the tensor summed} and ``readouts``
+    {rate: the tensor averaged}.
 
     Runs on the ANN graph before any other change: time-batched nodes and spiking activations are
     the consumers that keep seeing T*B rows."""
     batched = plan.time_batched | plan.row_shape_readers | {layer.name for layer in plan.layers}
-    rates = {}
+    rates, readouts = {}, {}
     for tensor in [t for t in graph.tensors().values() if t.name in plan.time_major]:
         readers = [n for n in tensor.outputs if n.name not in batched]
         is_output = tensor in graph.outputs
@@ -193,7 +229,8 @@ def _insert_readout(graph, plan: Plan, T) -> dict[str, str]:
             rate.name, tensor.name = tensor.name, f"{tensor.name}/spikes"
             rate.dtype, rate.shape = tensor.dtype, tensor.shape
         rates[rate.inputs[0].inputs[0].name] = tensor.name
-    return rates
+        readouts[rate.name] = tensor.name
+    return rates, readouts
 
 
 def mean_over_time(graph, tensor, T):
