@@ -41,7 +41,7 @@ class Granularity(enum.Enum):
 
 
 # method: (percentile, alpha, granularity) used when the option is not given; the dual-phase values
-# are measured (models/README.md, tools/sweep_percentile.py, tools/ablation.py)
+# are measured (docs/accuracy.md, tools/sweep_percentile.py, tools/ablation.py)
 METHOD_DEFAULTS = {
     Method.DUAL_PHASE: (98.0, 0.5, Granularity.CHANNEL),
     Method.MAX_NORM: (100.0, 0.0, Granularity.TENSOR),
@@ -69,7 +69,7 @@ class Config:
             all of them); it keeps their spike trains, one bit per neuron and step, so this bounds
             its memory. 512: on fashion_cnn (1,000 calibration samples) 512 and 1,024 gave the same
             accuracy at T = 2, 4, 8 within 0.5 points, at half the cost (tools/phase2_samples.py,
-            table in models/README.md).
+            table in docs/phase2_cost.md).
         refit_weights: phase 2 also refits each layer's Conv/Gemm weights by least squares
             (changes the user's weights; off by default).
         histogram_bins: bins of the streaming percentile histogram (resolution 2*max/bins).
@@ -79,6 +79,16 @@ class Config:
             onnxruntime build offers, in its order).
         rate_boundary: op types (default ONNX domain) that may sit between spiking layers as rate
             boundaries, computed on firing rates (:mod:`.ops.boundary`); LRN always is one.
+        search_scales: phase 2's threshold candidates, as factors of the phase-1 threshold (must
+            contain 1.0, phase 1 itself); search_alphas: its v(0) candidates, as fractions of the
+            chosen threshold, each in [0, 1]. A one-element grid each (``(1.0,)``, ``(0.5,)``)
+            keeps phase 1's parameters and leaves only the bias and potential corrections
+            (tools/bench_phase2.py --no-search measures that floor).
+        search_samples: phase 2's search set has at least this many samples (all of them when
+            there are fewer; a tenth of them beyond ten times this), search_neurons at most this
+            many neurons per layer (every channel, a fixed random set of positions). Measured on
+            the shipped models: smaller sets cost accuracy (docs/phase2_cost.md,
+            tools/phase2_samples.py).
         memory_limit: memory budget of the conversion in bytes (or a size such as "2GiB"); every
             onnxruntime run is sized to fit it (:mod:`onnx2snn.simulation.budget`). None: the smaller of 4 GiB and half
             of the memory available when the conversion starts. Results do not depend on it.
@@ -99,6 +109,10 @@ class Config:
     providers: tuple[str, ...] | None = None
     memory_limit: int | None = None
     rate_boundary: tuple[str, ...] = ()
+    search_scales: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25)
+    search_alphas: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
+    search_samples: int = 256
+    search_neurons: int = 2048
 
     def __post_init__(self):
         if isinstance(self.granularity, str):
@@ -126,6 +140,12 @@ class Config:
         if self.threads is not None:
             _check_int("threads", self.threads, 1, 1024, "e.g. --threads 2")
         object.__setattr__(self, "rate_boundary", _op_types(self.rate_boundary))
+        object.__setattr__(self, "search_scales", _grid("search_scales", self.search_scales, 0.0, 16.0))
+        if 1.0 not in self.search_scales:
+            raise ConfigError(f"search_scales={self.search_scales} must contain 1.0 (phase 1's threshold)")
+        object.__setattr__(self, "search_alphas", _grid("search_alphas", self.search_alphas, 0.0, 1.0))
+        _check_int("search_samples", self.search_samples, 1, 1 << 31, "e.g. 256")
+        _check_int("search_neurons", self.search_neurons, 1, 1 << 31, "e.g. 2048")
         if self.memory_limit is not None:
             object.__setattr__(self, "memory_limit", parse_size(self.memory_limit))
             _check_int("memory_limit", self.memory_limit, MIN_MEMORY, 1 << 50, "e.g. --memory-limit 2GiB")
@@ -167,6 +187,16 @@ def _check_float(name, value, low, high, hint, low_open=False):
     if value > high or value < low or (low_open and value == low):
         bracket = "(" if low_open else "["
         raise ConfigError(f"{name}={value} is out of range {bracket}{low}, {high}]; {hint}")
+
+
+def _grid(name, values, low, high) -> tuple[float, ...]:
+    """A non-empty tuple of distinct finite numbers in [low, high], as floats, in the given order."""
+    values = tuple(values) if not isinstance(values, (int, float)) else (values,)
+    if not values or len(set(values)) < len(values):
+        raise ConfigError(f"{name}={values} must be a non-empty list of distinct numbers")
+    for v in values:
+        _check_float(name, v, low, high, hint=f"each candidate of {name} lies in [{low}, {high}]")
+    return tuple(float(v) for v in values)
 
 
 def _op_types(value) -> tuple[str, ...]:

@@ -14,7 +14,10 @@ from onnx2snn import Config, ConfigError, Granularity
     ({"batch_size": 0}, "batch_size"), ({"granularity": "layer"}, "tensor, channel"),
     ({"threads": 0}, "threads"), ({"calib_samples": 0}, "calib_samples"),
     ({"providers": ("NoSuchExecutionProvider",)}, "not available"), ({"phase": 3}, "phase"),
-    ({"method": "magic"}, "dual-phase"),
+    ({"method": "magic"}, "dual-phase"), ({"search_scales": (0.8, 1.2)}, "must contain 1.0"),
+    ({"search_scales": ()}, "non-empty"), ({"search_scales": (1.0, 1.0)}, "distinct"),
+    ({"search_alphas": (0.5, 1.5)}, "search_alphas"), ({"search_samples": 0}, "search_samples"),
+    ({"search_neurons": 0}, "search_neurons"),
 ])
 def test_invalid_values_raise_config_error(changes, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -29,3 +32,9 @@ def test_frozen_and_replace_revalidates():
     assert config.replace(T=4).T == 4
     with pytest.raises(ConfigError):
         config.replace(T=0)
+
+
+def test_search_grids_are_tuples_of_floats():
+    config = Config(search_scales=[1, 0.5], search_alphas=[0.5])
+    assert config.search_scales == (1.0, 0.5) and config.search_alphas == (0.5,)
+    assert hash(config) == hash(Config(search_scales=(1.0, 0.5), search_alphas=(0.5,)))

@@ -60,9 +60,6 @@ from .targets import Targets, ann_targets, search_work
 
 log = logging.getLogger(__name__)
 
-SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25)
-ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
-
 
 @dataclasses.dataclass(frozen=True)
 class LayerFit:
@@ -219,12 +216,13 @@ class _LayerFitter:
         v0 = alpha * theta; per channel or per layer. The alpha that gives the best scale's own v0
         (phase 1's alpha) is not simulated again. Returns the best parameters and the summed
         squared errors of phase 1 and of the best (taken from the grid, no extra simulation)."""
+        grid = self.config.search_scales
         scales = [LayerParams(p1.threshold * np.float32(g), p1.v0 * np.float32(g), "phase 2 search")
-                  for g in SCALES]
+                  for g in grid]
         scores = self._sse(search, scales, self.per_channel)
-        sse1 = float(np.sum(scores[SCALES.index(1.0)])) if p1.bias is None else self._sse(search, [p1])[0]
+        sse1 = float(np.sum(scores[grid.index(1.0)])) if p1.bias is None else self._sse(search, [p1])[0]
         best = self._pick(scales, scores)
-        alphas = [self._params(best.threshold, a) for a in ALPHAS]
+        alphas = [self._params(best.threshold, a) for a in self.config.search_alphas]
         known = next((i for i, c in enumerate(alphas) if np.array_equal(c.v0, best.v0)), None)
         best_score = np.min(np.stack(scores), axis=0)  # the score of ``best`` (per channel: its channels')
         scores = self._sse(search, [c for i, c in enumerate(alphas) if i != known], self.per_channel)

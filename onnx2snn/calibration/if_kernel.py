@@ -114,7 +114,7 @@ class IFKernel:
     session with an intra-op pool gains little on the search set's small tensors: its sleeping
     threads are woken for every op, which costs about what a second thread gains. :meth:`run` keeps
     the intra-op pool: on its larger tensors, batches side by side were no faster (tried, not kept;
-    models/README, phase-2 cost). Use it as a context manager, or :meth:`close` it, to stop the
+    docs/phase2_cost.md). Use it as a context manager, or :meth:`close` it, to stop the
     threads."""
 
     def __init__(self, T: int, config: Config):

@@ -1,11 +1,12 @@
 """ANN targets for phase 2, from one streamed ANN pass over the calibration data.
 
 For every spiking layer: the mean activation of each neuron over all calibration samples (E[a]),
-and the activations of the *search set* -- the first samples (all of them up to 256, a tenth of
-them beyond 2,560, see :func:`search_samples`) at a subset of neurons (every channel, a fixed random
-set of positions, at most ``SEARCH_NEURONS``) -- on which thresholds are searched and errors
-reported. On small nets that is every neuron of most of the data: measured, smaller search sets
-(fewer neurons or samples) cost accuracy there (see ``models/README.md``, phase-2 cost).
+and the activations of the *search set* -- the first samples (all of them up to 256, a tenth
+of them beyond 2,560: :func:`search_samples`, ``Config.search_samples``) at a subset of neurons
+(every channel, a fixed random set of positions, at most ``Config.search_neurons``) -- on which
+thresholds are searched and errors reported. On small nets that is every neuron of most of the
+data: measured, smaller search sets (fewer neurons or samples) cost accuracy there
+(``docs/phase2_cost.md``).
 Memory: one float per neuron plus the search set, per layer.
 """
 
@@ -24,17 +25,16 @@ from ..simulation.budget import Budget
 from ..simulation.runtime import expose, make_session, plan_runs, release_memory, run_batches
 from .if_kernel import workers
 
-SEARCH_SAMPLES = 256  # search set: at least this many samples (or all), else a tenth of them
-SEARCH_NEURONS = 2048
 GROUP = 64  # samples per float32 group of E[a]'s sum (the batch size it was first computed with)
 
 
-def search_samples(n: int) -> int:
-    """Size of the search set for ``n`` calibration samples: min(n, max(256, n/10)).
+def search_samples(n: int, config: Config) -> int:
+    """Size of the search set for ``n`` calibration samples: min(n, max(S, n/10)), S =
+    ``config.search_samples`` (256).
 
     A small search set underestimates the tail of the activations, and the threshold search then
     prefers thresholds that clip samples it has not seen; 256 samples keep that rare."""
-    return min(n, max(SEARCH_SAMPLES, n // 10))
+    return min(n, max(config.search_samples, n // 10))
 
 
 @dataclasses.dataclass
@@ -64,9 +64,8 @@ class Targets:
         return sum(t.mean.nbytes + t.sample.nbytes + t.index.nbytes + t.channel.nbytes for t in self.layers.values())
 
 
-def search_neurons(shape: tuple[int, ...], limit: int | None = None, seed: int = 0) -> np.ndarray:
+def search_neurons(shape: tuple[int, ...], limit: int, seed: int = 0) -> np.ndarray:
     """Flat indices of up to ``limit`` neurons covering every channel (same positions in each)."""
-    limit = SEARCH_NEURONS if limit is None else limit
     total = int(np.prod(shape)) if shape else 1
     if total <= limit:
         return np.arange(total)
@@ -85,7 +84,7 @@ def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config
     names = {layer.output: layer.name for layer in plan.layers}
     fetch = list(names) + ([score] if score else [])
     exposed = expose(ann, fetch)
-    wanted = search_samples(len(calib))
+    wanted = search_samples(len(calib), config)
     held = held_bytes(ann, plan, len(calib), config)
     size = plan_runs(budget, "ANN targets", exposed, fetch, len(calib), config, held)
     session = make_session(exposed, config, spin=False)
@@ -97,7 +96,7 @@ def ann_targets(ann: onnx.ModelProto, plan: Plan, calib: Dataset, config: Config
             a = values[tensor]
             if name not in layers:
                 shape = tuple(a.shape[1:])
-                index = search_neurons(shape)
+                index = search_neurons(shape, config.search_neurons)
                 positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
                 layers[name] = (shape, index, index // positions)
                 sums[name], samples[name] = GroupSum(shape), []
@@ -139,10 +138,10 @@ def held_bytes(ann: onnx.ModelProto, plan: Plan, samples: int, config: Config) -
     """What phase 2 holds besides its runs for ``samples`` samples: every layer's targets (E[a]
     in float64 per neuron, the search set in float32) and the search's currents and kernels."""
     shapes = load.sample_shapes(ann, infer=False)
-    search = search_samples(samples)
+    search, most = search_samples(samples, config), config.search_neurons
     sizes = [int(np.prod(shapes.get(layer.output, (1,)))) for layer in plan.layers]
-    widest = max((min(n, SEARCH_NEURONS) for n in sizes), default=0)
-    return sum(8 * n + 4 * search * min(n, SEARCH_NEURONS) for n in sizes) + search_work(search, widest, config)
+    widest = max((min(n, most) for n in sizes), default=0)
+    return sum(8 * n + 4 * search * min(n, most) for n in sizes) + search_work(search, widest, config)
 
 
 def search_work(rows: int, neurons: int, config: Config) -> int:
