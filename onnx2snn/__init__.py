@@ -4,6 +4,11 @@
     >>> result = onnx2snn.convert("models/digits_cnn.onnx", "models/digits_cnn.calib.npz",
     ...                           onnx2snn.Config(T=16), data="models/digits_cnn.test.npz")
     >>> onnx2snn.save_model(result.snn, "digits_cnn.snn.onnx")
+
+Staged, for several conversions of one model (statistics collected once)::
+
+    >>> prepared = onnx2snn.prepare("models/digits_cnn.onnx", "models/digits_cnn.calib.npz")
+    >>> stages = {T: prepared.at(onnx2snn.Config(T=T)) for T in (4, 8)}
 """
 
 from ._version import __version__
@@ -18,12 +23,12 @@ from .errors import (
     UnsupportedModelError,
 )
 from .export import save_model
-from .pipeline import Result, convert
+from .pipeline import Prepared, Result, Stage, convert, prepare
 from .simulation.evaluation import Evaluation, evaluate
 from .simulation.runtime import simulate
 
 __all__ = [
     "CalibrationError", "Config", "ConfigError", "DataError", "Evaluation", "Granularity",
-    "ModelLoadError", "Onnx2SnnError", "OutputError", "Result", "UnsupportedModelError",
-    "__version__", "convert", "evaluate", "save_model", "simulate",
+    "ModelLoadError", "Onnx2SnnError", "OutputError", "Prepared", "Result", "Stage", "UnsupportedModelError",
+    "__version__", "convert", "evaluate", "prepare", "save_model", "simulate",
 ]

@@ -80,6 +80,101 @@ class Result:
         return attach(self.light_refitted) if self.light_refitted is not None else None
 
 
+@dataclasses.dataclass
+class Prepared:
+    """A model loaded, normalised and planned, with its calibration statistics: what conversions
+    of it at any T share. The public staged API: :func:`prepare` once, then :meth:`at` (or the
+    stages one by one: :meth:`phase1`, :meth:`phase2`, :meth:`rewrite`) for each T or option;
+    :func:`convert` is ``prepare`` + ``at`` + the comparison on test data."""
+
+    ann: onnx.ModelProto  # light (weights in ``store``)
+    plan: plan_mod.Plan
+    calib: Dataset
+    stats: dict[str, stats_mod.LayerStats]
+    config: Config
+    budget: Budget
+    store: WeightStore
+    clock: _Clock = dataclasses.field(default_factory=lambda: _Clock())
+    data: Dataset | None = None  # test data, its labels checked (prepare's ``data``)
+
+    def phase1(self, config: Config | None = None) -> dict[str, params_mod.LayerParams]:
+        """Thresholds and initial potentials from the statistics (``config``'s method,
+        percentile, granularity and alpha; the statistics do not depend on them)."""
+        return thresholds.phase1(self.plan, self.stats, config or self.config)
+
+    def phase2(self, params, config: Config | None = None,
+               clock: _Clock | None = None) -> tuple[calibrate.Phase2, guard.Phase2Check]:
+        """Phase 2 from the phase-1 ``params`` and its network check (which keeps phase 1 when
+        phase 2 made the network worse on the calibration samples). ``clock``: where its seconds
+        are counted (default: the conversion's stages)."""
+        config, clock = config or self.config, clock or self.clock
+        result = calibrate.phase2(self.ann, self.plan, params, self.calib, config, self.budget)
+        clock.lap("phase 2")
+        check = guard.check_phase2(self.ann, self.plan, params, result, self.calib, config, self.budget)
+        clock.lap("network check")
+        return result, check
+
+    def rewrite(self, params, T: int, ann: onnx.ModelProto | None = None, metadata: dict | None = None,
+                spiking_pool: bool = True) -> onnx.ModelProto:
+        """The SNN of ``ann`` (default the prepared one) with ``params`` for ``T`` steps."""
+        return rewrite.to_snn(ann or self.ann, self.plan, params, T, metadata, spiking_pool)
+
+    def at(self, config: Config | None = None, clock: _Clock | None = None) -> Stage:
+        """Phase 1, phase 2 (if ``config`` runs it) and its check, and the rewrite, at ``config.T``."""
+        config, clock = config or self.config, clock or self.clock
+        params = self.phase1(config)
+        fits, work, check = [], self.ann, None
+        if config.runs_phase2:
+            result, check = self.phase2(params, config, clock)
+            fits = result.fits
+            if check.kept:
+                params, work = result.params, result.model
+        snn = self.rewrite(params, config.T, work, _metadata(config, work is not self.ann))
+        clock.lap("rewrite")
+        return Stage(snn, params, fits, work if work is not self.ann else None, check, config)
+
+
+@dataclasses.dataclass
+class Stage:
+    """One conversion of a :class:`Prepared` model: the SNN and what made it."""
+
+    snn: onnx.ModelProto  # light
+    params: dict[str, params_mod.LayerParams]
+    fits: list[calibrate.LayerFit]
+    refitted: onnx.ModelProto | None  # the ANN with refitted weights (refit_weights), else None
+    check: guard.Phase2Check | None
+    config: Config
+
+
+def prepare(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | str | os.PathLike,
+            config: Config | None = None, data: Dataset | dict | str | os.PathLike | None = None,
+            score_output: str | None = None) -> Prepared:
+    """Load, normalise and plan ``model`` (unsupported nodes refused here, all at once), check
+    that the budget can hold the smallest run of every stage, and collect the statistics on
+    ``calib`` (at most ``config.calib_samples`` of it). ``data``: test data whose labels are
+    checked against ``score_output`` before any work."""
+    config = config or Config()
+    clock = _Clock()
+    store = store_of(model) if isinstance(model, onnx.ModelProto) else None
+    store = store or WeightStore()
+    raw = model if isinstance(model, onnx.ModelProto) else load.load_model(model)
+    ann = store.detach(load.normalize(store.detach(raw)))  # weights made by folding go to the store too
+    del raw
+    plan = plan_mod.make_plan(ann, config.rate_boundary)
+    calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
+    data = as_dataset(data, ann, "test data") if data is not None else None
+    if data is not None:
+        evaluation.check_data(ann, data, score_output)
+    clock.lap("load")
+    budget = Budget(config.memory_limit)
+    _preflight(ann, plan, calib, config, budget)
+    log.info("%d spiking layers; calibrating on %d samples; memory budget %s", len(plan.layers), len(calib),
+             format_size(budget.limit))
+    layer_stats = stats_mod.collect(ann, plan, calib, config, budget)
+    clock.lap("statistics")
+    return Prepared(ann, plan, calib, layer_stats, config, budget, store, clock, data)
+
+
 def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | str | os.PathLike,
             config: Config | None = None, data: Dataset | dict | str | os.PathLike | None = None,
             score_output: str | None = None, sweep: Sequence[int] = ()) -> Result:
@@ -92,39 +187,27 @@ def convert(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     """
     start = time.perf_counter()
     config = config or Config()
-    clock = _Clock()
-    store = store_of(model) if isinstance(model, onnx.ModelProto) else None
-    owned = store is None  # a store of the caller's may hold light models of theirs: not pruned
-    store = store or WeightStore()
-    raw = model if isinstance(model, onnx.ModelProto) else load.load_model(model)
-    ann = store.detach(load.normalize(store.detach(raw)))  # weights made by folding go to the store too
-    del raw
-    plan = plan_mod.make_plan(ann, config.rate_boundary)
-    calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
-    data = as_dataset(data, ann, "test data") if data is not None else None
-    if data is not None:
-        evaluation.check_data(ann, data, score_output)  # labels that cannot be compared: refused now
-    clock.lap("load")
-    budget = Budget(config.memory_limit)
-    _preflight(ann, plan, calib, config, budget)
-    log.info("%d spiking layers; calibrating on %d samples; memory budget %s", len(plan.layers), len(calib),
-             format_size(budget.limit))
-    layer_stats = stats_mod.collect(ann, plan, calib, config, budget)
-    clock.lap("statistics")
-    snn, params, fits, refitted, guarded = _convert_at(ann, plan, layer_stats, calib, config, budget, clock)
+    owned = not isinstance(model, onnx.ModelProto) or store_of(model) is None  # a caller's store: not pruned
+    prep = prepare(model, calib, config, data, score_output)
+    ann, plan, budget, data = prep.ann, prep.plan, prep.budget, prep.data
+    stage = prep.at(config)
     check, swept, failed = None, {}, None
     if data is not None:
         try:  # the conversion is done: a failure from here on must not cost it (Result.evaluation_error)
-            check = evaluation.evaluate(ann, snn, data, config, score_output, budget, (refitted or ann, plan, params))
-            clock.lap("evaluation")
-            _sweep(ann, plan, layer_stats, calib, data, config, score_output, budget, sweep, swept)
-            clock.lap("sweep")
+            check = evaluation.evaluate(ann, stage.snn, data, config, score_output, budget,
+                                        (stage.refitted or ann, plan, stage.params))
+            prep.clock.lap("evaluation")
+            for T in progress(sorted(set(sweep)), total=len(set(sweep)), desc="sweep"):
+                at = prep.at(config.replace(T=T), _Clock())
+                swept[T] = evaluation.evaluate(ann, at.snn, data, at.config, score_output, budget,
+                                               (at.refitted or ann, plan, at.params))
+            prep.clock.lap("sweep")
         except Exception as exc:  # noqa: BLE001 - reported with the converted model, not raised
             failed = f"{type(exc).__name__}: {exc}"
             log.warning("the comparison on the test data failed (%s); the converted model is kept", failed)
-    result = Result(ann, snn, plan, params, layer_stats, fits, check, config, len(calib),
-                    time.perf_counter() - start, swept, refitted, guarded, store, budget.report(), clock.laps,
-                    failed)
+    result = Result(ann, stage.snn, plan, stage.params, prep.stats, stage.fits, check, config, len(prep.calib),
+                    time.perf_counter() - start, swept, stage.refitted, stage.check, prep.store, budget.report(),
+                    prep.clock.laps, failed)
     if owned:
         result.compact()
     return result
@@ -155,33 +238,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[stage] = round(self.laps.get(stage, 0.0) + now - self._last, 3)
         self._last = now
-
-
-def _sweep(ann, plan, layer_stats, calib, data, config, score_output, budget, steps, swept) -> None:
-    """Convert (with the same statistics) and evaluate at each T of ``steps`` into ``swept``."""
-    for T in progress(sorted(set(steps)), total=len(set(steps)), desc="sweep"):
-        at = config.replace(T=T)
-        snn_t, params_t, _, refitted_t, _ = _convert_at(ann, plan, layer_stats, calib, at, budget)
-        swept[T] = evaluation.evaluate(ann, snn_t, data, at, score_output, budget, (refitted_t or ann, plan, params_t))
-
-
-def _convert_at(ann, plan, layer_stats, calib, config, budget=None, clock=None):
-    """Thresholds (phase 1, phase 2 and its network check) and rewrite for ``config.T``:
-    (snn, params, fits, refitted ANN or None, phase-2 check or None)."""
-    budget = budget or Budget(config.memory_limit)
-    clock = clock or _Clock()
-    params = thresholds.phase1(plan, layer_stats, config)
-    fits, work, check = [], ann, None
-    if config.runs_phase2:
-        result = calibrate.phase2(ann, plan, params, calib, config, budget)
-        clock.lap("phase 2")
-        fits, check = result.fits, guard.check_phase2(ann, plan, params, result, calib, config, budget)
-        clock.lap("network check")
-        if check.kept:
-            params, work = result.params, result.model
-    snn = rewrite.to_snn(work, plan, params, config.T, _metadata(config, work is not ann))
-    clock.lap("rewrite")
-    return snn, params, fits, (work if work is not ann else None), check
 
 
 def _metadata(config: Config, refitted: bool) -> dict[str, str]:

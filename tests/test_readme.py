@@ -16,3 +16,4 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
     assert namespace["scores"].shape == (4, 10)
     assert os.path.isfile(tmp_path / "digits_cnn.snn.onnx")
+    assert namespace["stage"].config.T == 4 and namespace["snn_8"].graph.node
