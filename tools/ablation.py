@@ -16,21 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import model_path, shipped
 
-import onnx2snn  # noqa: E402
-from onnx2snn import Config  # noqa: E402
-from onnx2snn.graph import load  # noqa: E402
-from onnx2snn.data import load_npz  # noqa: E402
-from onnx2snn.simulation.evaluation import evaluate  # noqa: E402
-from onnx2snn.graph.plan import make_plan  # noqa: E402
-from onnx2snn.snn.rewrite import to_snn  # noqa: E402
-from onnx2snn.calibration.stats import collect  # noqa: E402
-from onnx2snn.calibration.thresholds import phase1  # noqa: E402
+import onnx2snn
+from onnx2snn import Config
+from onnx2snn.data import load_npz
+from onnx2snn.graph import load
 
 METHODS = {
     "max": {"method": "max"},
@@ -39,16 +31,6 @@ METHODS = {
     "ours-phase1": {"phase": 1},
     "ours": {},
 }
-
-
-def shipped() -> list[str]:
-    return sorted(p.stem for p in (ROOT / "models").glob("*.onnx") if not p.name.endswith(".snn.onnx"))
-
-
-def model_path(name: str) -> Path:
-    """models/NAME.onnx, or models/extra/NAME.onnx for a model trained as an experiment."""
-    path = ROOT / "models" / f"{name}.onnx"
-    return path if path.exists() else ROOT / "models" / "extra" / f"{name}.onnx"
 
 
 def accuracies(name: str, steps: list[int], options: dict) -> tuple[float, dict[int, float]]:
@@ -62,14 +44,12 @@ def accuracies(name: str, steps: list[int], options: dict) -> tuple[float, dict[
 def pool_convergence(name: str, steps=(16, 64, 256)) -> list[dict]:
     """Naive vs spiking max-pool at large T (phase 1, percentile-half thresholds)."""
     path = model_path(name)
-    ann = load.normalize(load.load_model(path))
-    plan = make_plan(ann)
     config = Config(method="percentile-half")
-    calib, test = load_npz(path.with_suffix(".calib.npz"), ann), load_npz(path.with_suffix(".test.npz"), ann)
-    params = phase1(plan, collect(ann, plan, calib, config), config)
+    prep = onnx2snn.prepare(path, path.with_suffix(".calib.npz"), config)
+    params, test = prep.phase1(), load_npz(path.with_suffix(".test.npz"), prep.ann)
     rows = []
     for T in steps:
-        naive, spiking = (evaluate(ann, to_snn(ann, plan, params, T, spiking_pool=s), test, config)
+        naive, spiking = (onnx2snn.evaluate(prep.ann, prep.rewrite(params, T, spiking_pool=s), test, config)
                           for s in (False, True))
         rows.append({"model": name, "T": T, "ann": naive.ann_accuracy, "naive": naive.snn_accuracy,
                      "spiking": spiking.snn_accuracy})

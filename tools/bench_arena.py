@@ -20,6 +20,7 @@ import time
 import onnx
 import onnxruntime as ort
 
+import common  # noqa: F401 - the package importable from a checkout
 from onnx2snn import Config
 from onnx2snn.data import as_dataset
 from onnx2snn.ops import if_neuron

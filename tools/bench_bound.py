@@ -49,10 +49,11 @@ import numpy as np
 import onnx
 from onnx import helper
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_runtime import build, convert, measure, op_profile  # noqa: E402
-from onnx2snn.simulation.runtime import make_session  # noqa: E402
+import common  # noqa: F401 - the package importable from a checkout
+from bench_runtime import measure, op_profile
+from runtime_cases import build, convert
+from onnx2snn.simulation.runtime import make_session
 
 
 def after_relus(ann: onnx.ModelProto, insert, initializers=()) -> onnx.ModelProto:

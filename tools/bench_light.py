@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import common  # noqa: F401 - the package importable from a checkout
 from bench_scale import convert, fidelity, saved_rows  # tools/: the script's folder is on sys.path
 from photos import crops, photos
 

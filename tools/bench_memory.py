@@ -2,7 +2,7 @@
 
     python tools/bench_memory.py --child KIND MODEL B T THREADS SAMPLES   (run by bench_runtime)
 
-KIND ``ours`` / ``ann`` / ``sj``: build the model's runners (``bench_runtime.runners``) and call ours,
+KIND ``ours`` / ``ann`` / ``sj``: build the model's runners (``runtime_cases.runners``) and call ours,
 ANN(T*B) or SpikingJelly three times; ``calib``: ``onnx2snn.convert`` (statistics, phase 1, phase 2)
 of ``vgg32`` on SAMPLES random inputs. The child prints its peak RSS (``VmHWM``) as JSON.
 """
@@ -19,11 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
 
-import onnx2snn  # noqa: E402
+import common  # noqa: F401 - the package importable from a checkout
+import onnx2snn
 
 
 def measure(head: str, threads: int, memory: bool, calib_sizes) -> tuple[dict, list[dict]]:
@@ -42,7 +40,7 @@ def measure(head: str, threads: int, memory: bool, calib_sizes) -> tuple[dict, l
 def child(kind: str, name: str, B: int, T: int, threads: int, samples: int) -> dict:
     """Run one thing in this (child) process and return its peak RSS in MiB."""
     with tempfile.TemporaryDirectory() as tmp:
-        from bench_runtime import build, runners, spikingjelly_net
+        from runtime_cases import build, runners, spikingjelly_net
 
         built = build(name, Path(tmp))
         if kind == "calib":
@@ -82,6 +80,8 @@ def spawn(*args) -> dict:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        sys.exit(print(__doc__))
     if sys.argv[1:2] != ["--child"] or len(sys.argv) != 8:
         sys.exit(__doc__)
     kind, name, B, T, threads, samples = sys.argv[2:]

@@ -24,30 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from onnx2snn import Config  # noqa: E402
-from onnx2snn.calibration import calibrate  # noqa: E402
-from onnx2snn.graph import load  # noqa: E402
-from onnx2snn.calibration.calibrate import phase2  # noqa: E402
-from onnx2snn.calibration.guard import check_phase2  # noqa: E402
-from onnx2snn.data import from_arrays, load_npz  # noqa: E402
-from onnx2snn.graph.plan import make_plan  # noqa: E402
-from onnx2snn.snn.rewrite import to_snn  # noqa: E402
-from onnx2snn.simulation.budget import Budget  # noqa: E402
-from onnx2snn.simulation.stepwise import run_snn  # noqa: E402
-from onnx2snn.calibration.stats import collect  # noqa: E402
-from onnx2snn.calibration.thresholds import phase1  # noqa: E402
-from ablation import model_path  # noqa: E402
+import onnx2snn
+from onnx2snn import Config
+from onnx2snn.data import from_arrays, load_npz
+from onnx2snn.graph import load
+from onnx2snn.simulation.stepwise import run_snn
 
 
 def timed(fn, repeats):
@@ -70,28 +58,31 @@ def model_and_data(name: str, folder: str):
         ann = load.normalize(load.load_model(name))
         return ann, load_npz(CALIB["path"], ann).head(CALIB["samples"])
     if name != "vgg32":
-        path = model_path(name)
+        path = common.model_path(name)
         ann = load.normalize(load.load_model(path))
         return ann, load_npz(path.with_suffix(".calib.npz"), ann)
-    from bench_runtime import build  # torch, only for vgg32
+    from runtime_cases import build  # torch, only for vgg32
 
     ann = load.normalize(load.load_model(build(name, Path(folder))[0]))
     x = np.random.default_rng(0).uniform(0, 1, (512, 3, 32, 32)).astype(np.float32)
     return ann, from_arrays({ann.graph.input[0].name: x}, ann)
 
 
-def bench(name: str, T: int, repeats: int, threads: int | None) -> dict:
+def prepared(name: str, config: Config):
+    """The model prepared (statistics collected) on its calibration data, and its phase-1 params."""
     with tempfile.TemporaryDirectory() as tmp:
         ann, calib = model_and_data(name, tmp)
-    plan = make_plan(ann)
-    config = Config(T=T, threads=threads)
-    params = phase1(plan, collect(ann, plan, calib, config), config)
-    snn = to_snn(ann, plan, params, T)
-    evaluation = timed(lambda: run_snn(snn, calib, config, [o.name for o in ann.graph.output], Budget(), "SNN",
-                                       source=(ann, plan, params)), repeats)
-    def calibrate_and_check():
-        check_phase2(ann, plan, params, phase2(ann, plan, params, calib, config), calib, config)
-    calibration = timed(calibrate_and_check, repeats)
+    prep = onnx2snn.prepare(ann, calib, config)
+    return prep, prep.phase1()
+
+
+def bench(name: str, T: int, repeats: int, config: Config) -> dict:
+    prep, params = prepared(name, config)
+    ann, calib = prep.ann, prep.calib
+    snn = prep.rewrite(params, T)
+    evaluation = timed(lambda: run_snn(snn, calib, config, [o.name for o in ann.graph.output], prep.budget, "SNN",
+                                       source=(ann, prep.plan, params)), repeats)
+    calibration = timed(lambda: prep.phase2(params), repeats)
     return {"model": Path(name).stem, "T": T, "calib_samples": len(calib), "snn_eval_s": round(evaluation, 3),
             "phase2_s": round(calibration, 3), "ratio": round(calibration / evaluation, 2)}
 
@@ -103,24 +94,21 @@ PARTS = {"ANN targets": ("targets", "ann_targets"), "search currents": ("calibra
          "IF kernel runs": ("if_kernel", "run"), "network check": ("guard", "check_phase2")}
 
 
-def profile(name: str, T: int, threads: int | None) -> dict:
+def profile(name: str, T: int, config: Config) -> dict:
     """Seconds (cumulative, cProfile) of phase 2's parts; parts overlap (segment runs happen inside
     search, measure and commit)."""
     import cProfile
     import pstats
 
-    with tempfile.TemporaryDirectory() as tmp:
-        ann, calib = model_and_data(name, tmp)
-    plan, config = make_plan(ann), Config(T=T, threads=threads)
-    params = phase1(plan, collect(ann, plan, calib, config), config)
-    check_phase2(ann, plan, params, phase2(ann, plan, params, calib, config), calib, config)  # warm-up
+    prep, params = prepared(name, config)
+    prep.phase2(params)  # warm-up
     prof = cProfile.Profile()
     prof.enable()
-    check_phase2(ann, plan, params, phase2(ann, plan, params, calib, config), calib, config)
+    prep.phase2(params)
     prof.disable()
     stats = pstats.Stats(prof).stats
     total = sum(v[2] for v in stats.values())  # tottime over every function = the whole run
-    cum = {part: sum(v[3] for (f, _, fn), v in stats.items() if fn == func and f.endswith(f"onnx2snn/{module}.py"))
+    cum = {part: sum(v[3] for (f, _, fn), v in stats.items() if fn == func and f.endswith(f"/{module}.py"))
            for part, (module, func) in PARTS.items()}
     return {"model": Path(name).stem, "T": T, "total_s": round(total, 3), **{k: round(v, 3) for k, v in cum.items()}}
 
@@ -140,14 +128,14 @@ def main() -> None:
                         help="one candidate each for the threshold and v(0) search (a floor for any search)")
     args = parser.parse_args()
     CALIB.update(path=args.calib, samples=args.calib_samples)
-    if args.no_search:
-        calibrate.SCALES, calibrate.ALPHAS = (1.0,), (0.5,)
+    search = {"search_scales": (1.0,), "search_alphas": (0.5,)} if args.no_search else {}
+    config = {T: Config(T=T, threads=args.threads, **search) for T in args.T}
     if args.profile:
         for m in args.models:
             for T in args.T:
-                print(json.dumps(profile(m, T, args.threads)))
+                print(json.dumps(profile(m, T, config[T])))
         return
-    rows = [bench(m, T, args.repeats, args.threads) for m in args.models for T in args.T]
+    rows = [bench(m, T, args.repeats, config[T]) for m in args.models for T in args.T]
     print(f"{'model':<20} {'T':>3} {'calib':>6} {'SNN eval s':>10} {'phase 2 s':>10} {'ratio':>6}")
     for r in rows:
         print(f"{r['model']:<20} {r['T']:>3} {r['calib_samples']:>6} {r['snn_eval_s']:>10.3f} "

@@ -28,20 +28,17 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+from common import ROOT
 
-from architectures import from_onnx  # noqa: E402
-from train_models import SPECS  # noqa: E402
+from architectures import from_onnx
+from train_models import SPECS
 
-import onnx2snn  # noqa: E402
+import onnx2snn
 
 
 def torch_model(name: str, sample_shape) -> torch.nn.Module:

@@ -11,18 +11,17 @@ with Shape/Gather/Concat at run time, and writes Dense layers as MatMul (+ Add).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+from common import ROOT
 
-import datasets  # noqa: E402
+import datasets
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     import tensorflow as tf
     import tf2onnx
 

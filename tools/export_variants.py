@@ -18,16 +18,12 @@ Each model has NAME.calib.npz and NAME.test.npz beside it (``x``, ``y``).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import argparse
+import datasets
 import numpy as np
+from common import MODELS, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "models" / "exporters"
-sys.path.insert(0, str(ROOT / "tools"))
-
-import datasets  # noqa: E402
+OUT = MODELS / "exporters"
 
 
 def save_data(name: str, calib, test) -> None:
@@ -80,6 +76,7 @@ def sklearn_models() -> None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     dynamo("digits_cnn", "cnn_small")
     dynamo("digits_resnet", "resnet_maxpool")

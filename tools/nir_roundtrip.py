@@ -34,12 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT
 
-import onnx2snn  # noqa: E402
-from onnx2snn.export.nir import save_nir  # noqa: E402
-from onnx2snn.simulation.runtime import add_spike_counters, make_session  # noqa: E402
+import onnx2snn
+from onnx2snn.export.nir import save_nir
+from onnx2snn.simulation.runtime import add_spike_counters, make_session
 
 
 class IFModule(torch.nn.Module):

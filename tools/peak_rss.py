@@ -33,6 +33,9 @@ def measure(command: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, 
 
 
 def main() -> int:
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2

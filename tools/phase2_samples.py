@@ -7,21 +7,18 @@
 Converts the shipped model with the default method and each phase-2 sample count (statistics
 always use the whole calibration split) and prints SNN test accuracy at each T; this is the
 measurement behind the default of 512. ``--search-samples`` / ``--search-neurons`` instead vary
-the search set (``targets.SEARCH_SAMPLES``: samples, at least; ``targets.SEARCH_NEURONS``: neurons
+the search set (``Config.search_samples``: samples, at least; ``Config.search_neurons``: neurons
 per layer, at most), whose size is most of phase 2's cost on small nets.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT
 
-import onnx2snn  # noqa: E402
-from onnx2snn.calibration import targets  # noqa: E402
+import onnx2snn
 
 
 def accuracies(base: Path, T: list[int], **config) -> tuple[float, str]:
@@ -36,20 +33,16 @@ def main() -> None:
     p.add_argument("--model", default="fashion_cnn")
     p.add_argument("--samples", nargs="+", type=int, default=[256, 512, 1024])
     p.add_argument("--T", nargs="+", type=int, default=[2, 4, 8])
-    p.add_argument("--search-samples", nargs="+", type=int, help="vary targets.SEARCH_SAMPLES instead")
-    p.add_argument("--search-neurons", nargs="+", type=int, help="vary targets.SEARCH_NEURONS instead")
+    p.add_argument("--search-samples", nargs="+", type=int, help="vary Config.search_samples instead")
+    p.add_argument("--search-neurons", nargs="+", type=int, help="vary Config.search_neurons instead")
     args = p.parse_args()
     base = ROOT / "models" / args.model
     runs = [("phase2_samples", n, {"phase2_samples": n}) for n in args.samples]
     if args.search_samples or args.search_neurons:
-        runs = ([("SEARCH_SAMPLES", n, {}) for n in args.search_samples or []]
-                + [("SEARCH_NEURONS", n, {}) for n in args.search_neurons or []])
+        runs = ([("search_samples", n, {"search_samples": n}) for n in args.search_samples or []]
+                + [("search_neurons", n, {"search_neurons": n}) for n in args.search_neurons or []])
     for what, n, config in runs:
-        saved = targets.SEARCH_SAMPLES, targets.SEARCH_NEURONS
-        if what.startswith("SEARCH"):
-            setattr(targets, what, n)  # the search set: max(SEARCH_SAMPLES, N/10) samples, at most N
         ann, cells = accuracies(base, args.T, **config)
-        targets.SEARCH_SAMPLES, targets.SEARCH_NEURONS = saved
         print(f"{args.model} {what}={n}: ANN {100 * ann:.2f}  {cells}", flush=True)
 
 

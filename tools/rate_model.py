@@ -31,24 +31,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
 
-import onnx2snn  # noqa: E402
-from ablation import model_path  # noqa: E402
-from onnx2snn import Config  # noqa: E402
-from onnx2snn.data import as_dataset  # noqa: E402
-from onnx2snn.simulation.evaluation import evaluate, score_output  # noqa: E402
-from onnx2snn.ops import if_neuron  # noqa: E402
-from onnx2snn.simulation.runtime import run  # noqa: E402
+import common  # noqa: F401 - the package importable from a checkout
+import onnx2snn
+from common import model_path
+from onnx2snn import Config
+from onnx2snn.data import as_dataset
+from onnx2snn.simulation.evaluation import evaluate, score_output
+from onnx2snn.ops import if_neuron
+from onnx2snn.simulation.runtime import run
 
 
 def rate_model(snn: onnx.ModelProto, T: int) -> onnx.ModelProto:

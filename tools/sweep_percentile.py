@@ -4,46 +4,31 @@
 
 Statistics are collected once per model; each (percentile, T) pair is rewritten and evaluated on
 the shipped test split. The default percentile of onnx2snn is the one with the best mean accuracy
-over models and T in this table (see models/README.md for the figures).
+over models and T in this table (see docs/accuracy.md for the figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from common import model_path, shipped
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from onnx2snn import Config  # noqa: E402
-from onnx2snn.graph import load  # noqa: E402
-from onnx2snn.data import load_npz  # noqa: E402
-from onnx2snn.simulation.evaluation import evaluate  # noqa: E402
-from onnx2snn.graph.plan import make_plan  # noqa: E402
-from onnx2snn.snn.rewrite import to_snn  # noqa: E402
-from onnx2snn.calibration.stats import collect  # noqa: E402
-from onnx2snn.calibration.thresholds import phase1  # noqa: E402
-
-
-def shipped_models() -> list[Path]:
-    return sorted(p for p in (ROOT / "models").glob("*.onnx") if not p.name.endswith(".snn.onnx"))
+import onnx2snn
+from onnx2snn import Config
+from onnx2snn.data import load_npz
 
 
 def sweep(path: Path, percentiles, steps, config: Config) -> dict:
-    ann = load.normalize(load.load_model(path))
-    plan = make_plan(ann)
-    calib = load_npz(path.with_suffix(".calib.npz"), ann)
-    test = load_npz(path.with_suffix(".test.npz"), ann)
-    stats = collect(ann, plan, calib, config)
+    prep = onnx2snn.prepare(path, path.with_suffix(".calib.npz"), config)  # statistics once
+    test = load_npz(path.with_suffix(".test.npz"), prep.ann)
     rows = {}
     for q in percentiles:
-        params = phase1(plan, stats, config.replace(percentile=q))
+        params = prep.phase1(config.replace(percentile=q))
         for T in steps:
-            ev = evaluate(ann, to_snn(ann, plan, params, T), test, config)
+            ev = onnx2snn.evaluate(prep.ann, prep.rewrite(params, T), test, config)
             rows[(q, T)] = ev.snn_accuracy
             ann_acc = ev.ann_accuracy
     return {"model": path.stem, "ann": ann_acc, "snn": rows}
@@ -59,7 +44,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     config = Config(batch_size=128, granularity=args.granularity)
-    paths = [p for p in shipped_models() if not args.models or p.stem in args.models]
+    paths = [model_path(m) for m in shipped() if not args.models or m in args.models]
     results = [sweep(p, args.percentiles, args.T, config) for p in paths]
     print(f"{'model':<14} {'ANN':>6}  {'pct':>7}  " + "  ".join(f"T={T:<4}" for T in args.T))
     for r in results:

@@ -1,6 +1,9 @@
 """Exporter and operator coverage, measured: the table of the issue-4 note.
 
-    python tools/coverage_table.py [--T 8 32] [--json]
+    python tests/coverage_table.py [--T 8 32] [--json]
+
+A script beside the suite (not collected by pytest): it converts the suite's own one-node graphs
+(``op_graphs.FAMILIES``), so it lives with them.
 
 * Op families (``tests/op_graphs.FAMILIES``, each a small graph with that op between spiking
   layers, 64 random inputs): default conversion (dual-phase) at each T; reported: agreement of
@@ -17,14 +20,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from graphs import inputs, run_ort
+from op_graphs import FAMILIES, input_shape
+
+import onnx2snn
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import onnx2snn  # noqa: E402
-from graphs import inputs, run_ort  # noqa: E402
-from op_graphs import FAMILIES, input_shape  # noqa: E402
 
 EXPORTERS = {  # model path (without .onnx) -> exporter
     "models/digits_cnn": "torch.onnx.export (TorchScript, opset 17)",
