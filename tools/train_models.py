@@ -39,7 +39,7 @@ SPECS = {
     "digits_resnet": ("digits", "resnet_maxpool", 60, 2e-3, None),
     "fashion_qcfs": ("fashion", "vgg_fashion_qcfs", 8, 1e-3, 5000),
 }
-EXTRA = {"fashion_qcfs"}  # trained for an experiment (models/README.md), not shipped
+EXTRA = {"fashion_qcfs"}  # trained for an experiment (docs/accuracy.md), not shipped
 
 
 def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, seed: int) -> None:
