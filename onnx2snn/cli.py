@@ -11,9 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from . import progress
@@ -22,6 +20,7 @@ from .config import Config, Granularity, Method
 from .data import ImageOptions, load_path
 from .errors import ConfigError, DataError, Onnx2SnnError, OutputError
 from .export import save_model, unroll
+from .export.files import output_folder
 from .graph.load import load_model
 from .graph.weights import WeightStore
 from .pipeline import convert
@@ -199,11 +198,7 @@ def _check_outputs(args, model: Path, output: Path) -> None:
         path = Path(path)
         if model.exists() and path.exists() and path.resolve() == model.resolve():
             raise ConfigError(f"{flag} '{path}' is the input model; choose another path")
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise OutputError(f"{flag}: folder '{folder}' does not exist; create it or choose another path")
-        if not _writable(folder):
-            raise OutputError(f"{flag}: folder '{folder}' is not writable; choose another path")
+        output_folder(path, flag, probe=True)
         if flag != "--report" and path.is_dir():
             raise OutputError(f"{flag} '{path}' is a directory; pass a file name")
     if args.nir:
@@ -212,18 +207,6 @@ def _check_outputs(args, model: Path, output: Path) -> None:
     if args.report:
         from .export.report_html import import_pyplot
         import_pyplot()
-
-
-def _writable(folder: Path) -> bool:
-    """Whether a file can be created in ``folder`` (tried, not guessed from mode bits: root and
-    read-only file systems defeat os.access)."""
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".onnx2snn-probe-", dir=folder)
-    except OSError:
-        return False
-    os.close(fd)
-    os.unlink(probe)
-    return True
 
 
 def _floats(text: str) -> tuple[float, ...]:

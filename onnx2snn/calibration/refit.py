@@ -177,8 +177,7 @@ def _im2col(x: np.ndarray, node: gs.Node) -> np.ndarray:
 
 def replace_weights(ann: onnx.ModelProto, node: gs.Node, w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
     """A copy of ``ann`` with the node's weight (and bias, added if missing) initializers replaced."""
-    out = onnx.ModelProto()
-    out.CopyFrom(ann)
+    out = weights.copy_model(ann)
     names = {t.name: i for i, t in enumerate(out.graph.initializer)}
     w_name = node.inputs[1].name
     out.graph.initializer[names[w_name]].CopyFrom(numpy_helper.from_array(w, w_name))

@@ -13,13 +13,30 @@ from ..errors import OutputError
 from ..graph import weights
 
 
+def output_folder(path: str | os.PathLike, what: str = "-o", probe: bool = False) -> Path:
+    """The folder that ``path`` is written in. OutputError naming ``what`` (the option) when it
+    does not exist, or (``probe``) when no file can be created in it -- tried, not guessed from
+    mode bits, which root and read-only file systems defeat."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{what}: folder '{folder}' does not exist; create it or choose another path")
+    if probe:
+        try:
+            fd, name = tempfile.mkstemp(prefix=".onnx2snn-probe-", dir=folder)
+        except OSError as exc:
+            raise OutputError(f"{what}: folder '{folder}' is not writable ({exc.strerror}); "
+                              "choose another path") from None
+        os.close(fd)
+        os.unlink(name)
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"output folder '{folder}' does not exist; create it or choose another -o")
+    folder = output_folder(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     except OSError as exc:
@@ -51,8 +68,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os
     full = weights.attach(model)  # a light model's weights from its store
     if weights.is_large(full):
         if full is model:  # saving with external data changes the proto: work on a copy
-            full = onnx.ModelProto()
-            full.CopyFrom(model)
+            full = weights.copy_model(model)
         _save_large(full, path)
         return path
     with atomic_write(path) as handle:
@@ -62,9 +78,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os
 
 def _save_large(model: onnx.ModelProto, path: Path) -> None:
     """Above 2 GB: ``path`` plus ``path.data`` (external data), both renamed into place at the end."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"output folder '{folder}' does not exist; create it or choose another -o")
+    folder = output_folder(path)
     data_name = path.name + ".data"
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as tmp:
         onnx.save_model(model, os.path.join(tmp, path.name), save_as_external_data=True,

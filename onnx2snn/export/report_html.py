@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..energy import PJ_PER_AC, PJ_PER_MAC
 from ..errors import ConfigError, OutputError
-from .files import atomic_write
+from .files import atomic_write, output_folder
 
 
 def import_pyplot():
@@ -42,9 +42,7 @@ def write_report(summary: dict, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"report folder '{folder}' is a file; choose a folder name for --report")
-    parent = folder.parent if str(folder.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"report folder's parent '{parent}' does not exist; create it first")
+    parent = output_folder(folder, "--report")
     files = {name: _png(plt, fig) for name, fig in _figures(plt, summary, energy)}
     files["index.html"] = _page(summary, energy, [n for n in files]).encode()
     if folder.is_dir():

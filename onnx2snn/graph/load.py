@@ -75,9 +75,7 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     model = _upgrade_opset(model)
     batch = _static_batch(model)
     first_dims = _first_dims(infer_shapes(model)) if batch is not None else {}
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    model = copy
+    model = weights.copy_model(model)
     del model.graph.value_info[:]
     for value in list(model.graph.input) + list(model.graph.output):
         _symbolic_batch(value)
@@ -124,8 +122,7 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     except Exception as exc:  # noqa: BLE001 - inference is best effort
         log.warning("shape inference failed (%s); continuing without inferred shapes", exc)
         return model
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = weights.copy_model(model)
     del out.graph.value_info[:]
     out.graph.value_info.extend(light.graph.value_info)
     for mine, inferred in zip(out.graph.output, light.graph.output):

@@ -245,6 +245,13 @@ def _nbytes(tensor: TensorProto) -> int:
     return int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
 
 
+def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy of ``model`` (protobuf ``CopyFrom``): the one way passes copy a model."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
 def without_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` with an empty graph (its opsets, functions, metadata and so on)."""
     out = onnx.ModelProto()

@@ -116,8 +116,7 @@ def default_providers() -> list[str]:
 def expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
     """A copy of ``model`` with the tensors ``names`` added as graph outputs (float type unless
     shape inference says otherwise)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = weights.copy_model(model)
     types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
     present = {o.name for o in out.graph.output}
     for name in names:
@@ -135,8 +134,7 @@ def add_spike_counters(snn: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str,
 
     Returns the model and ``{IF node name: (count output, size output)}``.
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(snn)
+    out = weights.copy_model(snn)
     counters, nodes = {}, []
     for node in out.graph.node:
         nodes.append(node)

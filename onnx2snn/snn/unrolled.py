@@ -48,8 +48,7 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
     if form not in FORMS:
         raise ConfigError(f"unknown loop form {form!r} (--unroll); expected one of {', '.join(FORMS)}")
     T = if_neuron.time_steps(snn)
-    out = onnx.ModelProto()
-    out.CopyFrom(snn)
+    out = weights.copy_model(snn)
     if T is None:
         return out
     opset = if_neuron.onnx_opset(out)
