@@ -65,19 +65,18 @@ def test_footprint_is_an_upper_bound_of_onnxruntimes_peak_within_the_safety_marg
     r = onnx2snn.convert(model, {"x": inputs((1, 32, 32), n=8)}, Config(T=8, phase=1))
     x = inputs((1, 32, 32), n=16)
     fp = footprint(r.light_snn, ["y"], steps=8)
-    code = f"""
-import numpy as np, onnx, sys
-sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+    code = """
+import numpy as np, onnx
 from onnx2snn import Config
 from onnx2snn.simulation.runtime import make_session
 def rss(key):
     return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key)) * 1024
-s = make_session(onnx.load({{path!r}}), Config(threads=1))
-x = np.load({{data!r}})
-s.run(None, {{{{'x': x[:1]}}}})
+s = make_session(onnx.load({path!r}), Config(threads=1))
+x = np.load({data!r})
+s.run(None, {{'x': x[:1]}})
 before = rss('VmRSS')
 open('/proc/self/clear_refs', 'w').write('5')
-s.run(None, {{{{'x': x}}}})
+s.run(None, {{'x': x}})
 print(rss('VmHWM') - before)
 """
     with tempfile.TemporaryDirectory() as folder:
@@ -180,6 +179,7 @@ def wide(tmp_path_factory):
     return folder / "wide.onnx"
 
 
+@pytest.mark.slow
 def test_a_wide_model_converts_within_256_mib_with_the_unlimited_result(wide, tmp_path):
     limited, unlimited = tmp_path / "limited.onnx", tmp_path / "unlimited.onnx"
     code, out, err, peak = run_cli(wide, "-T", 32, "--json", "-o", limited, "--memory-limit", "256MiB")

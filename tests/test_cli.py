@@ -1,7 +1,6 @@
 """The command-line contract: outputs, JSON, default data, exit codes and one-line errors."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -9,19 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import MODELS
 from graphs import mlp
 from onnx2snn.cli import main
 
 JSON_KEYS = {"model", "output", "T", "ann_accuracy", "snn_accuracy", "agreement", "layers", "seconds"}
-
-
-@pytest.fixture
-def shipped(tmp_path):
-    """A copy of the shipped digits MLP with its sample data, in a scratch folder."""
-    for suffix in (".onnx", ".calib.npz", ".test.npz"):
-        shutil.copy(MODELS / f"digits_mlp{suffix}", tmp_path / f"digits_mlp{suffix}")
-    return tmp_path / "digits_mlp.onnx"
 
 
 def run_cli(*args):

@@ -23,9 +23,8 @@ def test_dense_macs_and_sops_by_hand():
     assert e.snn_uj == pytest.approx(e.snn_macs * 4.6e-6 + e.snn_sops * 0.9e-6)
 
 
-def test_conv_model_counts_are_consistent():
-    base = MODELS / "digits_cnn"
-    r = onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", onnx2snn.Config(T=4), data=f"{base}.test.npz")
+def test_conv_model_counts_are_consistent(converted):
+    r = converted("digits_cnn", 4)
     e = energy.estimate(r.ann, r.plan, r.evaluation.firing_rates, 4)
     assert e.ann_macs == 64 * 16 * 9 + 64 * 32 * 16 * 9 + 16 * 64 * 32 * 9 + 256 * 10
     assert 0 < e.snn_sops and set(e.sops_by_layer) == {layer.name for layer in r.plan.layers}

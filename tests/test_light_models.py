@@ -17,6 +17,8 @@ from onnx2snn.graph import load
 from onnx2snn.export import unroll
 from onnx2snn.simulation.runtime import make_session
 
+pytestmark = pytest.mark.slow  # VGG-19 alone takes ~30 s (a 548 MB model through every stage)
+
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 NAMES = ["bvlc_alexnet", "zfnet512", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",
          "vgg19", "densenet121"]

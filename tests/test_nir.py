@@ -43,11 +43,10 @@ def test_inexpressible_layers_are_refused_by_name(family, op):
     assert op in [p[1] for p in err.value.problems]
 
 
-def test_shipped_cnn_spike_counts_and_accuracy_match(tmp_path):
+def test_shipped_cnn_spike_counts_and_accuracy_match(tmp_path, converted):
     """digits_cnn at T=4: same logits (float tolerance), same predictions, same spike totals."""
     base = MODELS / "digits_cnn"
-    result = onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", onnx2snn.Config(T=4),
-                              data=f"{base}.test.npz")
+    result = converted("digits_cnn", 4)
     save_nir(result.snn, tmp_path / "d.nir")
     test = np.load(f"{base}.test.npz")
     x, y = test["x"][:150], test["y"][:150]

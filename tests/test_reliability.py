@@ -56,9 +56,12 @@ def test_sigint_during_calibration_writes_nothing(tmp_path):
                                                            "mnist_cnn.test.npz"]
 
 
-def test_same_input_gives_byte_identical_model(tmp_path):
+def test_same_input_gives_byte_identical_model(tmp_path, converted):
+    """Two conversions in one process (the session's shared one, evaluated on test data, and a
+    fresh one without): byte-identical SNNs."""
     base = MODELS / "digits_cnn"
-    first, second = (onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", Config(T=4)).snn for _ in range(2))
+    first = converted("digits_cnn", 4).snn
+    second = onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", Config(T=4)).snn
     assert first.SerializeToString() == second.SerializeToString()
     onnx2snn.save_model(first, tmp_path / "a.onnx")
     onnx2snn.save_model(second, tmp_path / "b.onnx")

@@ -1,23 +1,14 @@
 """--report: an HTML page with its PNG plots, written atomically; refused cleanly when impossible."""
 
 import json
-import shutil
 
 import pytest
 
 pytest.importorskip("matplotlib")
 
-from conftest import MODELS  # noqa: E402
 from onnx2snn.cli import main  # noqa: E402
 
 PLOTS = {"accuracy_vs_T.png", "firing_rates.png", "layer_error.png", "thresholds.png", "energy.png"}
-
-
-@pytest.fixture
-def shipped(tmp_path):
-    for suffix in (".onnx", ".calib.npz", ".test.npz"):
-        shutil.copy(MODELS / f"digits_mlp{suffix}", tmp_path / f"digits_mlp{suffix}")
-    return tmp_path / "digits_mlp.onnx"
 
 
 def test_report_page_and_plots(shipped, tmp_path, capsys):

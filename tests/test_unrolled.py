@@ -18,9 +18,9 @@ from onnx2snn.simulation.runtime import make_session
 
 
 @pytest.mark.parametrize("name", ["digits_cnn", "digits_resnet"])
-def test_unrolled_model_is_standard_and_equal(name, tmp_path):
+def test_unrolled_model_is_standard_and_equal(name, tmp_path, converted):
     base = MODELS / name
-    snn = onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", onnx2snn.Config(T=4)).snn
+    snn = converted(name, 4).snn
     flat = unroll(snn)
     assert not flat.functions
     assert {n.domain for n in flat.graph.node} <= {"", "ai.onnx"}
