@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=None,
                    help="threshold = this percentile of positive activations, 100 = max "
                         f"(default: {d.percentile:g} for dual-phase, 99.9 percentile baselines)")
+    p.add_argument("--fit-weights", action="store_true",
+                   help="phase 2 also fits Conv/Gemm weights through the spiking neurons, layer by layer, "
+                        "keeping a fit only where it lowers the layer's error (changes the weights)")
     p.add_argument("--refit-weights", action="store_true",
                    help="phase 2 also refits Conv/Gemm weights by least squares (changes the weights)")
     p.add_argument("--granularity", choices=[g.value for g in Granularity], default=None,
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> dict:
     config = Config(T=args.T, method=args.method, phase=args.phase, percentile=args.percentile,
                     alpha=args.alpha, batch_size=args.batch_size, refit_weights=args.refit_weights,
-                    granularity=args.granularity,
+                    fit_weights=args.fit_weights, granularity=args.granularity,
                     calib_samples=args.calib_samples, threads=args.threads,
                     providers=tuple(args.provider) if args.provider else None, memory_limit=args.memory_limit,
                     rate_boundary=args.rate_boundary)

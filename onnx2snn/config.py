@@ -70,6 +70,10 @@ class Config:
             its memory. 512: on fashion_cnn (1,000 calibration samples) 512 and 1,024 gave the same
             accuracy at T = 2, 4, 8 within 0.5 points, at half the cost (tools/phase2_samples.py,
             table in docs/phase2_cost.md).
+        fit_weights: phase 2 also fits each layer's Conv/Gemm weights and bias through its spiking
+            neurons, after the layer's search and correction, then calibrates the layer again and
+            keeps whichever is better (:mod:`onnx2snn.calibration.fit`; changes the user's weights,
+            reported per layer; off by default).
         refit_weights: phase 2 also refits each layer's Conv/Gemm weights by least squares
             (changes the user's weights; off by default).
         histogram_bins: bins of the streaming percentile histogram (resolution 2*max/bins).
@@ -103,6 +107,7 @@ class Config:
     batch_size: int = 64
     calib_samples: int | None = None
     refit_weights: bool = False
+    fit_weights: bool = False
     phase2_samples: int = 512
     histogram_bins: int = 2048
     threads: int | None = None
@@ -144,6 +149,9 @@ class Config:
         if 1.0 not in self.search_scales:
             raise ConfigError(f"search_scales={self.search_scales} must contain 1.0 (phase 1's threshold)")
         object.__setattr__(self, "search_alphas", _grid("search_alphas", self.search_alphas, 0.0, 1.0))
+        if self.fit_weights and self.refit_weights:
+            raise ConfigError("fit_weights and refit_weights both change the weights; choose one "
+                              "(--fit-weights fits them through the spiking neurons)")
         _check_int("search_samples", self.search_samples, 1, 1 << 31, "e.g. 256")
         _check_int("search_neurons", self.search_neurons, 1, 1 << 31, "e.g. 2048")
         if self.memory_limit is not None:

@@ -129,7 +129,7 @@ class Prepared:
             fits = result.fits
             if check.kept:
                 params, work = result.params, result.model
-        snn = self.rewrite(params, config.T, work, _metadata(config, work is not self.ann))
+        snn = self.rewrite(params, config.T, work, _metadata(config, work is not self.ann, fits))
         clock.lap("rewrite")
         return Stage(snn, params, fits, work if work is not self.ann else None, check, config)
 
@@ -240,7 +240,7 @@ class _Clock:
         self._last = now
 
 
-def _metadata(config: Config, refitted: bool) -> dict[str, str]:
+def _metadata(config: Config, refitted: bool, fits=()) -> dict[str, str]:
     phase2 = "; phase 2: threshold/v(0) search, bias and potential correction" if config.runs_phase2 else ""
     return {
         "onnx2snn.method": config.method.value,
@@ -248,5 +248,15 @@ def _metadata(config: Config, refitted: bool) -> dict[str, str]:
                                f"{config.granularity.value}-wise{phase2}",
         "onnx2snn.initial_potential": f"{config.alpha:g} * threshold" + (" then calibrated per neuron"
                                                                           if config.runs_phase2 else ""),
-        "onnx2snn.weights": "refitted by least squares (--refit-weights)" if refitted else "unchanged",
+        "onnx2snn.weights": _weights_note(config, refitted, fits),
     }
+
+
+def _weights_note(config: Config, refitted: bool, fits) -> str:
+    """What happened to the user's weights, for the metadata (per layer for --fit-weights)."""
+    if not refitted:
+        return "unchanged"
+    if not config.fit_weights:
+        return "refitted by least squares (--refit-weights)"
+    changed = ", ".join(f"{f.name} {f.weights_change:.3g}" for f in fits if f.weights_change is not None)
+    return f"fitted through the spiking neurons (--fit-weights); relative change ||W' - W|| / ||W||: {changed}"

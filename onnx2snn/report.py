@@ -51,7 +51,8 @@ def _core(result: Result, model: str, output: str | None) -> dict:
             entry["threshold_per_channel"] = [float(v) for v in p.threshold.reshape(-1)]
         if layer.name in fits:
             fit = fits[layer.name]
-            entry.update(mse_phase1=fit.mse_phase1, mse_phase2=fit.mse_final, weights_refit=fit.refit)
+            entry.update(mse_phase1=fit.mse_phase1, mse_phase2=fit.mse_final, weights_refit=fit.refit,
+                         weights_change=fit.weights_change)
         layers.append(entry)
     return {
         "model": model,
@@ -76,6 +77,8 @@ def _core(result: Result, model: str, output: str | None) -> dict:
         "readout_activations": list(result.plan.readout_activations),
         "rate_boundaries": list(result.plan.boundaries),
         "weights_refitted": [fit.name for fit in result.fits if fit.refit] if _kept(result) else [],
+        "weights_fitted": ({fit.name: fit.weights_change for fit in result.fits if fit.weights_change is not None}
+                           if _kept(result) else {}),
         "phase2_check": dataclasses.asdict(result.phase2_check) if result.phase2_check else None,
         "layers": layers,
         "sweep": [{"T": T, "snn_accuracy": e.snn_accuracy, "agreement": e.agreement, "snn_r2": e.snn_r2,
@@ -170,6 +173,10 @@ def format_text(s: dict) -> str:
     if s["weights_refitted"]:
         lines.append(f"  NOTE: the weights feeding {len(s['weights_refitted'])} layer(s) were refitted "
                      f"(--refit-weights): {', '.join(s['weights_refitted'])}")
+    if s.get("weights_fitted"):
+        changes = ", ".join(f"{name} {change:.3g}" for name, change in s["weights_fitted"].items())
+        lines.append(f"  NOTE: the weights feeding {len(s['weights_fitted'])} layer(s) were fitted through the "
+                     f"spiking neurons (--fit-weights); relative change ||W' - W|| / ||W||: {changes}")
     for warning in s.get("warnings", []):
         lines.append(f"  WARNING: {warning}")
     if s.get("energy"):

@@ -8,6 +8,8 @@ Methods (all in onnx2snn, same statistics, same test split):
   percentile-half  Deng & Gu 2021 / Bu et al. 2022: 99.9th percentile, v(0) = theta / 2
   ours-phase1      dual-phase, phase 1 only (percentile 98 per channel, v(0) = theta / 2)
   ours             dual-phase: phase 1 + phase 2 (the default of the onnx2snn command)
+  ours+refit       ours with --refit-weights (least-squares refit of the weights, opt-in)
+  ours+fit         ours with --fit-weights (weights fitted through the spiking neurons, opt-in)
 Also, for models with max-pooling, accuracy at large T with the naive per-step max over spikes
 vs the spiking max-pool (``--pool``).
 """
@@ -30,7 +32,10 @@ METHODS = {
     "percentile-half": {"method": "percentile-half"},
     "ours-phase1": {"phase": 1},
     "ours": {},
+    "ours+refit": {"refit_weights": True},
+    "ours+fit": {"fit_weights": True},
 }
+DEFAULT_METHODS = ["max", "percentile", "percentile-half", "ours-phase1", "ours"]
 
 
 def accuracies(name: str, steps: list[int], options: dict) -> tuple[float, dict[int, float]]:
@@ -65,7 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
-    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", default=DEFAULT_METHODS, choices=list(METHODS),
+                        help="ours+refit: --refit-weights, ours+fit: --fit-weights (not in the default set)")
     parser.add_argument("--pool", action="store_true", help="also the max-pool convergence table")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

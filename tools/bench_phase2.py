@@ -14,6 +14,9 @@ torch), the largest net here, on exactly as many samples as phase 2 reads.
 ``--no-search`` leaves one candidate in each grid (threshold scale 1, alpha 0.5): phase 2 minus
 its search -- not a method onnx2snn offers, a floor for what any search costs on top.
 
+``--fit-weights`` times phase 2 with the weight fit (``Config.fit_weights``; issue 20's bound: at
+most 10x the SNN evaluation).
+
 ``--profile`` instead runs phase 2 + check once per model and T under cProfile and prints the
 seconds spent in its parts (targets, search currents, search, measure, commit, segment runs,
 spike-cache unpacking, check).
@@ -123,13 +126,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--fit-weights", action="store_true",
+                        help="phase 2 with --fit-weights (its cost against the same SNN evaluation)")
     parser.add_argument("--profile", action="store_true", help="print where phase 2's time goes instead")
     parser.add_argument("--no-search", action="store_true",
                         help="one candidate each for the threshold and v(0) search (a floor for any search)")
     args = parser.parse_args()
     CALIB.update(path=args.calib, samples=args.calib_samples)
     search = {"search_scales": (1.0,), "search_alphas": (0.5,)} if args.no_search else {}
-    config = {T: Config(T=T, threads=args.threads, **search) for T in args.T}
+    config = {T: Config(T=T, threads=args.threads, fit_weights=args.fit_weights, **search) for T in args.T}
     if args.profile:
         for m in args.models:
             for T in args.T:
