@@ -63,12 +63,12 @@ def layer_case(samples=96, seed=0):
 
 
 def test_conv_patches_reproduce_the_convolution():
-    node, cols, target, params, _, _ = layer_case(samples=8)
+    """The fit's currents (patches x weights) against a reference convolution of the mean input."""
+    node, cols, target, params, _, mean_in = layer_case(samples=8)
     layer = fit._Layer(cols, target, params, T, node)
-    currents = layer._currents(layer.start(), slice(0, 8))  # [T, N, C*P]
-    spikes_mean = cols.mean(0)  # patches of the mean input
-    expected = (spikes_mean @ layer.start()[:-1] + layer.start()[-1]).transpose(0, 2, 1).reshape(8, -1)
-    np.testing.assert_allclose(currents.mean(0), expected, rtol=1e-5, atol=1e-5)
+    currents = layer.currents(layer.start(), slice(0, 8))  # [N, T, P*C], position-major
+    expected = conv(mean_in, node).reshape(8, COUT, -1).transpose(0, 2, 1).reshape(8, -1)
+    np.testing.assert_allclose(currents.mean(1), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_gradient_matches_finite_differences_of_the_envelope_loss(monkeypatch):
@@ -78,8 +78,8 @@ def test_gradient_matches_finite_differences_of_the_envelope_loss(monkeypatch):
     layer = fit._Layer(cols[:, :6].astype(np.float64), target, params, T, node)
 
     def envelope(wb, rows):
-        c = layer._currents(wb, rows)
-        total = c.sum(axis=0) + layer.v0 + T * layer.bias
+        c = layer.currents(wb, rows)
+        total = c.sum(axis=1) + layer.v0 + T * layer.bias
         return layer.theta / T * np.clip(total / layer.theta, 0, T), total
 
     monkeypatch.setattr(layer, "rates", envelope)

@@ -48,9 +48,9 @@ from .targets import LayerTargets
 
 log = logging.getLogger(__name__)
 
-ITERATIONS = 150
+ITERATIONS = 50
 FIT_SHARE = 0.75
-LEARNING_RATE = 0.01  # Adam's step, relative to the root mean square of the starting weights
+LEARNING_RATE = 0.02  # Adam's step, relative to the root mean square of the starting weights
 MIN_SAMPLES = 16
 
 
@@ -181,15 +181,18 @@ def _at_positions(x: np.ndarray, node: gs.Node, positions: np.ndarray) -> np.nda
 
 
 class _Layer:
-    """The layer's search neurons as a function of its weights ``[K + 1, C]`` (bias last)."""
+    """The layer's search neurons as a function of its weights ``[K + 1, C]`` (bias last). Held
+    position-major (neuron ``p * C + c``: one GEMM per pass, no transposes), patches as
+    ``[samples, steps, P, K]``; ``a``, theta, v0 and bias reordered to match once."""
 
     def __init__(self, cols: np.ndarray, target: LayerTargets, p: LayerParams, T: int, node: gs.Node):
-        self.cols, self.T, self.node = cols, T, node
-        self.mean = cols.mean(axis=0)  # x_bar patches [S, P, K]
-        rows = cols.shape[1]
-        self.a = target.sample[:rows]
-        self.C, self.P = target.channels, cols.shape[2]
-        at = lambda v: np.broadcast_to(np.asarray(v, np.float32), target.shape).reshape(-1)[target.index]  # noqa: E731
+        self.T, self.node = T, node
+        self.cols = np.ascontiguousarray(np.swapaxes(cols, 0, 1), np.float32)  # [S, steps, P, K]
+        self.mean = self.cols.mean(axis=1)  # x_bar patches [S, P, K]
+        self.C, self.P, self.K = target.channels, cols.shape[2], cols.shape[3]
+        order = (np.arange(self.C)[None, :] * self.P + np.arange(self.P)[:, None]).reshape(-1)
+        self.a = np.ascontiguousarray(target.sample[:len(self.cols)][:, order], np.float32)
+        at = lambda v: np.broadcast_to(np.asarray(v, np.float32), target.shape).reshape(-1)[target.index][order]  # noqa: E731
         self.theta, self.v0 = at(p.threshold), at(p.v0)
         self.bias = at(p.bias) if p.bias is not None else np.zeros_like(self.theta)
 
@@ -212,22 +215,24 @@ class _Layer:
             new = wm.T if int(self.node.attrs.get("transB", 0)) else wm
         return new.astype(w.dtype), b.astype(w.dtype)
 
-    def _currents(self, wb: np.ndarray, rows: slice) -> np.ndarray:
-        """c_t at the search neurons: [steps, S, C * P] in the targets' (channel-major) order."""
-        c = self.cols[:, rows] @ wb[:-1].astype(np.float32) + wb[-1].astype(np.float32)  # [steps, S, P, C]
-        return np.swapaxes(c, 2, 3).reshape(c.shape[0], c.shape[1], -1)
+    def currents(self, wb: np.ndarray, rows: slice) -> np.ndarray:
+        """c_t at the search neurons: [S, steps, P * C] (position-major)."""
+        cols = self.cols[rows]
+        c = cols.reshape(-1, self.K) @ wb[:-1].astype(np.float32) + wb[-1].astype(np.float32)
+        return c.reshape(cols.shape[0], cols.shape[1], -1)
 
     def rates(self, wb: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         """(the IF rates over T [S, n], the sum over T of the input current with v0 and bias)."""
-        c = self._currents(wb, rows)
-        v = np.broadcast_to(self.v0, c.shape[1:]).copy()
+        c = self.currents(wb, rows)
+        v = np.broadcast_to(self.v0, (c.shape[0], c.shape[2])).copy()
         count = np.zeros_like(v)
         for t in range(self.T):
-            v += c[t if len(c) > 1 else 0] + self.bias
+            v += c[:, t if c.shape[1] > 1 else 0]
+            v += self.bias
             fired = v >= self.theta
             v -= self.theta * fired
             count += fired
-        total = c.sum(axis=0) * (self.T if len(c) == 1 else 1) + self.v0 + self.T * self.bias
+        total = c.sum(axis=1) * (self.T if c.shape[1] == 1 else 1) + self.v0 + self.T * self.bias
         return self.theta / self.T * count, total
 
     def loss(self, wb: np.ndarray, rows: slice) -> float:
@@ -238,10 +243,9 @@ class _Layer:
         """(L, dL/d[W; b]) by the straight-through envelope (module docstring)."""
         r, total = self.rates(wb, rows)
         err = r - self.a[rows]
-        inside = (total > 0) & (total < self.T * self.theta)
-        g = (2 * err * inside).reshape(len(err), self.C, self.P)  # [S, C, P]
-        dw = np.einsum("spk,scp->kc", self.mean[rows], g, optimize=True)
-        db = g.sum(axis=(0, 2))
+        g = (2 * err * ((total > 0) & (total < self.T * self.theta))).reshape(-1, self.C)  # [(S, P), C]
+        dw = self.mean[rows].reshape(-1, self.K).T @ g
+        db = g.sum(axis=0)
         return float(np.sum(err ** 2, dtype=np.float64)), np.concatenate([dw, db[None]], 0).astype(np.float64)
 
 
@@ -260,8 +264,8 @@ def _preactivation(ann: onnx.ModelProto, node: gs.Node, target: LayerTargets, da
 
 def _least_squares(mean: np.ndarray, z: np.ndarray, w0: np.ndarray) -> np.ndarray:
     """``[W; b]`` minimising ``sum (x_bar W + b - z)^2 + lam ||[W; b] - w0||^2`` over the samples
-    and positions (the refit of the mean current, :mod:`.refit`, at the search neurons), ``lam`` =
-    RIDGE * trace(X^T X) / d."""
+    and positions (``mean`` [S, P, K]; ``z`` [S, C * P], the targets' channel-major order): the
+    refit of the mean current (:mod:`.refit`) at the search neurons, ``lam`` = RIDGE * trace(X^T X) / d."""
     s, positions, k = mean.shape
     x = np.concatenate([mean.reshape(-1, k), np.ones((s * positions, 1), mean.dtype)], 1).astype(np.float64)
     y = np.swapaxes(z.reshape(s, -1, positions), 1, 2).reshape(s * positions, -1)  # [(s, p), C]
@@ -282,7 +286,7 @@ def _adam(layer: _Layer, w0: np.ndarray, split: int, rows: int) -> tuple[np.ndar
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         wb = wb - step * (m / (1 - 0.9 ** i)) / (np.sqrt(v / (1 - 0.999 ** i)) + 1e-12)
-        if i % 2 == 0 or i == ITERATIONS:
+        if i % 5 == 0 or i == ITERATIONS:
             loss = layer.loss(wb, held)
             if loss < best_loss:
                 best, best_loss = wb.copy(), loss
