@@ -122,18 +122,22 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                         index = GraphIndex(snn)
                 fits.append(dataclasses.replace(fit, refit=refit is not None))
                 log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
-                for name in names[: i + 1]:
-                    if last_use[name] <= i:
-                        store.drop(name)
                 del runs, fitter
-                store.release()
-                kernel.release()
-                release_memory()
+                _release(store, kernel, [n for n in names[: i + 1] if last_use[n] <= i])
             rows = len(targets.scores)
             snn_scores = _search_scores(index, score, set(names), calib.head(rows), store, config, budget, held)
         finally:
             store.close()
     return Phase2(fitted, fits, work, score, targets.scores, snn_scores)
+
+
+def _release(store: SpikeStore, kernel: IFKernel, done: list[str]) -> None:
+    """After a layer: drop the spike trains no later segment reads, and return the memory held."""
+    for name in done:
+        store.drop(name)
+    store.release()
+    kernel.release()
+    release_memory()
 
 
 def _fit_layer_weights(work, ann, plan, params, snn, layer, available, calib, store, config, budget, held, targets,  # noqa: PLR0913
