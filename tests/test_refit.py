@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from graphs import cnn, inputs, mlp, run_ort
 import onnx2snn
 from onnx2snn import Config
-from onnx2snn.calibration.refit import NormalEquations, _im2col
+from onnx2snn.calibration.refit import NormalEquations, conv_patches as _im2col
 
 
 def conv_node(w, b, **attrs):

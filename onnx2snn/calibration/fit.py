@@ -41,7 +41,7 @@ from ..simulation.budget import Budget
 from ..simulation.footprint import footprint
 from ..snn.params import LayerParams
 from ..simulation.runtime import expose, make_session, plan_runs, run_batches
-from .refit import RIDGE, replace_weights, weighted_source
+from .refit import RIDGE, conv_patches, replace_weights, weighted_source
 from .segments import Segment, block_feeds, blocks
 from .spikes import SpikeStore
 from .targets import LayerTargets
@@ -165,19 +165,7 @@ def _at_positions(x: np.ndarray, node: gs.Node, positions: np.ndarray) -> np.nda
     the flat output ``positions`` (each patch in the weight's layout: C_in, then the kernel)."""
     if node.op != "Conv":
         return x.reshape(len(x), 1, -1).astype(np.float32)
-    w = np.asarray(node.inputs[1].values)
-    kernel, dims = w.shape[2:], w.ndim - 2
-    strides = list(node.attrs.get("strides", [1] * dims))
-    dil = list(node.attrs.get("dilations", [1] * dims))
-    pads = list(node.attrs.get("pads", [0] * 2 * dims))
-    x = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + dims]) for i in range(dims)])
-    span = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
-    out = [(x.shape[2 + i] - span[i]) // strides[i] + 1 for i in range(dims)]
-    where = np.unravel_index(positions, out)
-    win = np.lib.stride_tricks.sliding_window_view(x, span, axis=tuple(range(2, 2 + dims)))
-    win = win[(slice(None), slice(None)) + tuple(w_ * s for w_, s in zip(where, strides))]  # [N, C, P, *span]
-    win = win[(Ellipsis,) + tuple(slice(None, None, d) for d in dil)]
-    return np.ascontiguousarray(np.moveaxis(win, 2, 1)).reshape(len(x), len(positions), -1).astype(np.float32)
+    return conv_patches(x, node, positions).astype(np.float32)
 
 
 class _Layer:

@@ -103,7 +103,7 @@ class NormalEquations:
         """Design rows [groups, n, d+1] (with a ones column) and targets [groups, n, c]."""
         if self.op == "Gemm":
             return np.concatenate([x, np.ones((len(x), 1), x.dtype)], 1)[None], y[None]
-        cols = _im2col(x, self.node)  # [n*H*W, Cin*k*k] grouped below
+        cols = conv_patches(x, self.node)  # [n*H*W, Cin*k*k] grouped below
         n_out = y.shape[1]
         y = np.moveaxis(y, 1, -1).reshape(-1, n_out)
         cin_g, cout_g = x.shape[1] // self.groups, n_out // self.groups
@@ -155,8 +155,10 @@ class NormalEquations:
         return w_new.astype(w.dtype), b_new.astype(w.dtype)
 
 
-def _im2col(x: np.ndarray, node: gs.Node) -> np.ndarray:
-    """Patches of a 1-D/2-D convolution input: [N * out positions, Cin * prod(kernel)]."""
+def conv_patches(x: np.ndarray, node: gs.Node, positions: np.ndarray | None = None) -> np.ndarray:
+    """Patches of a 1-D/2-D convolution input in the weight's layout (C_in, then the kernel):
+    [N * out positions, Cin * prod(kernel)], or at the flat output ``positions`` only:
+    [N, len(positions), Cin * prod(kernel)] (only those are copied)."""
     w = np.asarray(node.inputs[1].values)
     kernel = w.shape[2:]
     dims = len(kernel)
@@ -171,8 +173,12 @@ def _im2col(x: np.ndarray, node: gs.Node) -> np.ndarray:
     win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)]
     win = win[(Ellipsis,) + tuple(slice(None, None, d) for d in dil)]  # [N, C, *out, *kernel]
     order = (0, *range(2, 2 + dims), 1, *range(2 + dims, 2 + 2 * dims))
-    win = win.transpose(order)
-    return win.reshape(-1, int(np.prod(win.shape[1 + dims:])))
+    win = win.transpose(order)  # [N, *out, C, *kernel]
+    k = int(np.prod(win.shape[1 + dims:]))
+    if positions is None:
+        return win.reshape(-1, k)
+    where = np.unravel_index(positions, win.shape[1:1 + dims])
+    return win[(slice(None), *where)].reshape(len(x), len(positions), k)
 
 
 def replace_weights(ann: onnx.ModelProto, node: gs.Node, w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
