@@ -27,6 +27,7 @@ from .pipeline import convert
 from .report import format_text, guarded, summary
 from .simulation.runtime import default_providers
 from .snn.unrolled import FORMS
+from .targets import TARGETS
 
 EPILOG = """Data: .npz archives with the model input as 'x' (or by input name) and optional integer
 labels 'y'; .npy arrays (input only); or a folder of images (class subfolders give labels), read
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=None,
                    help="initial potential v(0) = alpha * threshold (default: 0.5; 0 for max and percentile; "
                         "a clip-floor (QCFS) layer keeps its trained shift)")
+    p.add_argument("--target", choices=list(TARGETS), default=d.target,
+                   help="deployment profile the conversion is calibrated for: "
+                        + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values()))
     p.add_argument("--rate-boundary", metavar="OP[,OP]", default="",
                    help="also let these op types sit between spiking layers, computed on rates (mean over T; not "
                         "event-driven, listed in the report); LRN always is one (default: none more)")
@@ -122,7 +126,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
                         "(Scan for layers of >= 4096 neurons per sample: what onnx2snn runs, faster "
                         "in onnxruntime)")
     p.add_argument("--nir", metavar="OUT.nir", default=None,
-                   help="also write the SNN in the Neuromorphic Intermediate Representation (needs 'nir')")
+                   help="also write the SNN in the Neuromorphic Intermediate Representation (needs 'nir'); "
+                        "with --target nir-portable in the form sinabs, snnTorch and Norse import")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="also write an HTML report with plots to DIR (needs matplotlib); implies "
                         "--sweep 1,2,4,8,16,32 unless --sweep is given")
@@ -163,7 +168,7 @@ def _run(args) -> dict:
                     fit_weights=args.fit_weights, granularity=args.granularity,
                     calib_samples=args.calib_samples, threads=args.threads,
                     providers=tuple(args.provider) if args.provider else None, memory_limit=args.memory_limit,
-                    rate_boundary=args.rate_boundary)
+                    rate_boundary=args.rate_boundary, target=args.target)
     model = Path(args.model)
     output = Path(args.output) if args.output else model.with_name(model.stem + ".snn.onnx")
     _check_outputs(args, model, output)
@@ -171,7 +176,8 @@ def _run(args) -> dict:
     ann = store.detach(load_model(model))
     if args.nir:
         from .export.nir import check_exportable
-        check_exportable(ann, config.rate_boundary)  # refused now, not after the conversion
+        check_exportable(ann, config.rate_boundary,
+                         portable=config.profile.portable_nir)  # refused now, not after the conversion
     calib, data = _data_paths(model, args.calib, args.data)
     images = ImageOptions(args.mean, args.std, args.size)
     calib, data = (load_path(p, ann, what, images) for p, what in ((calib, "calibration data"), (data, "test data")))
@@ -184,7 +190,9 @@ def _run(args) -> dict:
     report = summary(result, str(model), str(output))
     if args.nir:
         from .export.nir import save_nir
-        report["nir"] = guarded("NIR export", report["warnings"], lambda: save_nir(snn, args.nir) or args.nir)
+        portable = config.profile.portable_nir
+        report["nir"] = guarded("NIR export", report["warnings"],
+                                lambda: save_nir(snn, args.nir, portable) or args.nir)
     if args.report:
         from .export.report_html import write_report
         report["report"] = guarded("HTML report", report["warnings"],

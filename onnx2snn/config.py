@@ -10,6 +10,7 @@ import re
 import onnxruntime as ort
 
 from .errors import ConfigError
+from .targets import TARGETS, Target
 
 MAX_T = 4096
 MIN_MEMORY = 64 << 20  # a budget below this cannot hold Python, onnxruntime and one run
@@ -96,6 +97,10 @@ class Config:
         memory_limit: memory budget of the conversion in bytes (or a size such as "2GiB"); every
             onnxruntime run is sized to fit it (:mod:`onnx2snn.simulation.budget`). None: the smaller of 4 GiB and half
             of the memory available when the conversion starts. Results do not depend on it.
+        target: the deployment profile (:mod:`onnx2snn.targets`): ``onnx`` (default, everything
+            onnx2snn's neuron runs) or ``nir-portable`` (v(0) = 0: the charge alpha * theta, and
+            phase 2's alpha candidates, become a bias current alpha * theta / T; phase 2 corrects with
+            the bias only).
     """
 
     T: int = 16
@@ -118,6 +123,7 @@ class Config:
     search_alphas: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
     search_samples: int = 256
     search_neurons: int = 2048
+    target: str = "onnx"
 
     def __post_init__(self):
         if isinstance(self.granularity, str):
@@ -125,6 +131,8 @@ class Config:
         if isinstance(self.method, str):
             object.__setattr__(self, "method", _parse_enum(Method, self.method))
         default_percentile, default_alpha, default_granularity = METHOD_DEFAULTS[self.method]
+        if self.target not in TARGETS:
+            raise ConfigError(f"target '{self.target}' is not one of: {', '.join(TARGETS)}")
         if self.granularity is None:
             object.__setattr__(self, "granularity", default_granularity)
         if self.percentile is None:
@@ -164,6 +172,11 @@ class Config:
             if unknown or not self.providers:
                 raise ConfigError(f"execution provider(s) {unknown} not available in this onnxruntime; "
                                   f"choose from {available}")
+
+    @property
+    def profile(self) -> Target:
+        """The deployment profile named by ``target``."""
+        return TARGETS[self.target]
 
     @property
     def runs_phase2(self) -> bool:

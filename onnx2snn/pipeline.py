@@ -18,6 +18,7 @@ import onnx
 from .calibration import calibrate, guard, targets, thresholds
 from .calibration import stats as stats_mod
 from .config import Config
+from .errors import CalibrationError
 from .data import Dataset, as_dataset
 from .graph import load, weights
 from .graph import plan as plan_mod
@@ -28,7 +29,7 @@ from .simulation.budget import Budget, format_size
 from .simulation.footprint import footprint
 from .simulation.runtime import expose
 from .snn import params as params_mod
-from .snn import rewrite
+from .snn import constraints, rewrite
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ class Prepared:
             if check.kept:
                 params, work = result.params, result.model
         snn = self.rewrite(params, config.T, work, _metadata(config, work is not self.ann, fits))
+        broken = constraints.violations(snn, config.profile)
+        if broken:  # calibration must honour the target: a model that breaks it is not returned
+            raise CalibrationError(f"the SNN breaks target '{config.target}' (please report this): "
+                                   + "; ".join(broken))
         clock.lap("rewrite")
         return Stage(snn, params, fits, work if work is not self.ann else None, check, config)
 
@@ -161,6 +166,7 @@ def prepare(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     ann = store.detach(load.normalize(store.detach(raw)))  # weights made by folding go to the store too
     del raw
     plan = plan_mod.make_plan(ann, config.rate_boundary)
+    constraints.refuse_up_front(ann, config.profile)
     calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
     data = as_dataset(data, ann, "test data") if data is not None else None
     if data is not None:
@@ -246,8 +252,9 @@ def _metadata(config: Config, refitted: bool, fits=()) -> dict[str, str]:
         "onnx2snn.method": config.method.value,
         "onnx2snn.thresholds": f"phase 1: percentile {config.percentile:g} of positive activations, "
                                f"{config.granularity.value}-wise{phase2}",
-        "onnx2snn.initial_potential": f"{config.alpha:g} * threshold" + (" then calibrated per neuron"
-                                                                          if config.runs_phase2 else ""),
+        "onnx2snn.initial_potential": f"{config.alpha:g} * threshold" + (
+            " then calibrated per neuron" if config.runs_phase2 and config.profile.initial_potential else ""),
+        "onnx2snn.target": config.target,
         "onnx2snn.weights": _weights_note(config, refitted, fits),
     }
 

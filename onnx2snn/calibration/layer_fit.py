@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from ..config import Config, Granularity
-from ..snn.params import LayerParams
+from ..snn.params import LayerParams, with_charge
 from .currents import LayerRuns
 from .if_kernel import IFKernel
 from .targets import Targets
@@ -109,13 +109,14 @@ class LayerFitter:
         (phase 1's alpha) is not simulated again. Returns the best parameters and the summed
         squared errors of phase 1 and of the best (taken from the grid, no extra simulation)."""
         grid = self.config.search_scales
-        scales = [LayerParams(p1.threshold * np.float32(g), p1.v0 * np.float32(g), "phase 2 search")
-                  for g in grid]
+        scales = [LayerParams(p1.threshold * np.float32(g), p1.v0 * np.float32(g), "phase 2 search",
+                              bias=None if p1.bias is None else p1.bias * np.float32(g)) for g in grid]
         scores = self._sse(search, scales, self.per_channel)
         sse1 = float(np.sum(scores[grid.index(1.0)])) if p1.bias is None else self._sse(search, [p1])[0]
         best = self._pick(scales, scores)
         alphas = [self._params(best.threshold, a) for a in self.config.search_alphas]
-        known = next((i for i, c in enumerate(alphas) if np.array_equal(c.v0, best.v0)), None)
+        known = next((i for i, c in enumerate(alphas) if np.array_equal(c.v0, best.v0) and _same(c.bias, best.bias)),
+                     None)
         best_score = np.min(np.stack(scores), axis=0)  # the score of ``best`` (per channel: its channels')
         scores = self._sse(search, [c for i, c in enumerate(alphas) if i != known], self.per_channel)
         if known is not None:  # alpha = phase 1's: that candidate is ``best``, already scored
@@ -125,7 +126,7 @@ class LayerFitter:
     def _params(self, theta, alpha) -> LayerParams:
         theta = np.asarray(theta, dtype=np.float32)
         alpha = np.asarray(alpha, dtype=np.float32)
-        return LayerParams(theta, (alpha * theta).astype(np.float32), "phase 2 search")
+        return with_charge(theta, alpha, self.T, self.config.profile.initial_potential, "phase 2 search")
 
     def _pick(self, candidates: list[LayerParams], scores) -> LayerParams:
         if not self.per_channel:
@@ -134,16 +135,18 @@ class LayerFitter:
         pick = lambda attr: np.choose(choice, [np.broadcast_to(  # noqa: E731
             getattr(c, attr).reshape(-1), (self.target.channels,)) for c in candidates])
         shape = (-1,) + (1,) * (len(self.target.shape) - 1)
+        bias = pick("bias").reshape(shape).astype(np.float32) if candidates[0].bias is not None else None
         return LayerParams(pick("threshold").reshape(shape).astype(np.float32),
-                           pick("v0").reshape(shape).astype(np.float32), "phase 2 search")
+                           pick("v0").reshape(shape).astype(np.float32), "phase 2 search", bias=bias)
 
     def _corrected(self, p: LayerParams, mean_rate: np.ndarray) -> LayerParams:
         """Per-channel bias b_c = E_c[a] - E_c[r] (a current added at every step) and per-neuron
-        potential v0 += T * (E[a] - E[r] - b_c) for what the channel bias leaves."""
+        potential v0 += T * (E[a] - E[r] - b_c) for what the channel bias leaves (bias only when the
+        target has no initial potential: v0 stays as searched, 0)."""
         err = self.target.mean - mean_rate  # E[a] - E[r], per neuron
         axes = tuple(range(1, err.ndim))
         bias = err.mean(axis=axes, keepdims=True) if axes else err.copy()
-        v0 = np.broadcast_to(p.v0, err.shape) + self.T * (err - bias)
+        v0 = np.broadcast_to(p.v0, err.shape) + (self.T * (err - bias) if self.config.profile.initial_potential else 0)
         if p.bias is not None:
             bias = bias + p.bias
         return LayerParams(p.threshold, v0.astype(np.float32), "phase 2 (search + bias + potential)",
@@ -173,3 +176,8 @@ class LayerFitter:
             self.runs.store.put(name, block, fired, theta.astype(current.dtype))
             del current, count, fired
         return total / n
+
+
+def _same(a, b) -> bool:
+    """Two optional parameter arrays are equal (both None, or equal values)."""
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))

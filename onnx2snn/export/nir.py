@@ -13,6 +13,7 @@ Mapping (ONNX op in the converted model -> NIR):
   Flatten, Reshape to [N, -1]       -> Flatten (start_dim 0: NIR shapes have no batch axis)
   Add of two spike paths (residual) -> both edges into the consumer (NIR sums inputs)
   phase-2 bias current (Add)        -> added to the bias of the Conv/Affine that feeds the neurons
+                                       (an identity Conv2d 1x1 / Affine where none feeds only them)
   IFNeuron                          -> IF (r = 1, v_threshold = theta per neuron, v_reset = 0)
                                        followed by Scale(theta): our spikes carry theta, NIR's are 0/1
   Tile, the readout's mean over T   -> nothing (a constant input is the same at every step; the
@@ -31,6 +32,15 @@ What NIR's IF cannot express, and is therefore written to each IF node's ``metad
   * at most one spike per step (``metadata["spikes_per_step"] = 1``).
 A consumer that honours these four entries reproduces onnx2snn's spike counts exactly (up to float
 summation order); one that does not, simulates a different neuron (see tools/nir_roundtrip.py).
+``portable=True`` rewrites the graph into what sinabs, snnTorch and Norse import as shipped
+(:mod:`.portable`: no Scale or pooling nodes, thresholds 1); convert with ``--target nir-portable``
+so that v(0) is 0, which none of them has. What each consumer then simulates differently
+(docs/deployment.md, measured by tools/nir_roundtrip.py):
+  * sinabs 3.1 (IF -> IAFSqueeze): reset by subtraction as here; several spikes in one step when
+    v >= 2 theta, and v clipped at -theta;
+  * Norse 1.1 (IF -> IAFCell): reset to 0 (the NIR IF's v_reset), fires on v > theta;
+  * snnTorch 1.0: its IF import cannot run a graph where an IF feeds a layer; the ``neuron="LIF"``
+    form runs as Leaky(beta = 1, reset to 0), like Norse.
 Not expressible at all (refused with the node names): spiking MaxPool (NIR has no max pooling),
 Concat, padded average pooling, grouped/depthwise convolution (nir 1.0.8 infers a grouped conv's
 input width as ``weight.shape[1]`` and rejects the graph on reading), any other op between
@@ -52,6 +62,7 @@ from ..ops import Role, if_neuron, lookup_proto
 from ..snn.params import unit_params
 from ..snn.rewrite import Record, to_snn
 from .files import atomic_write
+from .portable import make_portable
 
 
 def import_nir():
@@ -63,23 +74,27 @@ def import_nir():
     return nir
 
 
-def check_exportable(ann: onnx.ModelProto, boundary_ops: tuple[str, ...] = ()) -> None:
+def check_exportable(ann: onnx.ModelProto, boundary_ops: tuple[str, ...] = (), portable: bool = False) -> None:
     """Refuse before any work a model whose SNN NIR cannot express (UnsupportedModelError listing
-    every node): its SNN is built with unit thresholds for one step and mapped, nothing written."""
+    every node): its SNN is built with unit thresholds for one step and mapped (``portable``: and
+    made portable), nothing written."""
     model = load.normalize(ann)
     plan = make_plan(model, boundary_ops)
-    to_nir(to_snn(model, plan, unit_params(plan), 1))
+    to_nir(to_snn(model, plan, unit_params(plan), 1), portable)
 
 
-def to_nir(snn: onnx.ModelProto):
-    """The converted model ``snn`` as a ``nir.NIRGraph`` (see module docstring for the mapping)."""
-    return _Builder(snn).build()
+def to_nir(snn: onnx.ModelProto, portable: bool = False, neuron: str = "IF"):
+    """The converted model ``snn`` as a ``nir.NIRGraph`` (see module docstring for the mapping);
+    ``portable``: rewritten to what sinabs, snnTorch and Norse import, with ``neuron`` "IF" or
+    "LIF" (:func:`.portable.make_portable`)."""
+    graph = _Builder(snn).build()
+    return make_portable(graph, neuron) if portable else graph
 
 
-def save_nir(snn: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write ``snn`` as a NIR (HDF5) file, atomically."""
+def save_nir(snn: onnx.ModelProto, path: str | os.PathLike, portable: bool = False, neuron: str = "IF") -> None:
+    """Write ``snn`` as a NIR (HDF5) file, atomically (``portable``, ``neuron``: see :func:`to_nir`)."""
     nir = import_nir()
-    graph = to_nir(snn)
+    graph = to_nir(snn, portable, neuron)
     with atomic_write(path, "w+b") as handle:  # h5py reads back what it writes
         nir.write(handle, graph)
 
@@ -204,10 +219,28 @@ class _Builder:
                        and self.fanout[id(self.nodes[s])] == 1), None)
         shape = self.shape[node.output[0]]
         flat = np.broadcast_to(bias, shape).reshape(shape[0], -1) if shape else None
-        if target is None or flat is None or not np.all(flat == flat[:, :1]):
+        if flat is None or not np.all(flat == flat[:, :1]) or len(shape) not in (1, 3):
             return self._refuse(node, "adds a constant that no Conv/Affine bias can absorb")
+        if target is None:  # no layer of its own: an identity Conv/Affine carries the bias
+            target = self._identity(node, shape)
+            target.bias = flat[:, 0].astype(np.float32)
+            return
         target.bias = (target.bias + flat[:, 0]).astype(np.float32)
         self._alias(node)
+
+    def _identity(self, node, shape):
+        """An identity Affine ([F]) or 1x1 Conv2d ([C, H, W]) with zero bias on ``node``'s first
+        input, which is what ``node``'s output reads."""
+        eye = np.eye(shape[0], dtype=np.float32)
+        zeros = np.zeros(shape[0], np.float32)
+        layer = (self.nir.Affine(weight=eye, bias=zeros) if len(shape) == 1 else
+                 self.nir.Conv2d(input_shape=tuple(shape[1:]), weight=eye[:, :, None, None], stride=(1, 1),
+                                 padding=(0, 0), dilation=(1, 1), groups=1, bias=zeros))
+        name = f"{node.name}/identity"
+        self.fanout[id(layer)] = 1
+        self._add(name, layer, self.sources[node.input[0]])
+        self.sources[node.output[0]] = [name]
+        return layer
 
     def _op_Conv(self, node) -> None:
         w = self.const[node.input[1]].astype(np.float32)

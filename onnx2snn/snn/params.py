@@ -30,6 +30,19 @@ class LayerParams:
         return float(np.max(self.threshold))
 
 
+def with_charge(theta: np.ndarray, alpha, T: int, initial_potential: bool, source: str,
+                dead: bool = False) -> LayerParams:
+    """IF parameters that give each neuron the charge ``alpha * theta`` at the start: as v(0) when the
+    target has an initial potential, else as a bias current ``alpha * theta / T`` at every step (the
+    same charge over the T steps; a target without v(0) still gets the rounding that v(0) = theta / 2
+    gives the spike count, spread over the run)."""
+    theta = np.asarray(theta, np.float32)
+    charge = (alpha * theta).astype(np.float32)
+    if initial_potential:
+        return LayerParams(theta, charge, source, dead)
+    return LayerParams(theta, np.zeros_like(charge), source, dead, bias=(charge / np.float32(T)).astype(np.float32))
+
+
 def unit_params(plan: Plan) -> dict[str, LayerParams]:
     """Threshold 1 and v(0) 1/2 for every layer: an SNN to look at (its graph, its memory), not to run."""
     return {layer.name: LayerParams(np.ones((), np.float32), np.full((), 0.5, np.float32), "unit")

@@ -149,7 +149,7 @@ def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tile
     base = f"{node.name}/if"
     dtype = current.dtype if current.dtype is not None else np.float32
     if p.bias is not None:
-        biased = gs.Variable(f"{base}/biased_current", dtype=dtype)
+        biased = gs.Variable(f"{base}/biased_current", dtype=dtype, shape=current.shape)  # a repeat needs its rank
         bias = gs.Constant(f"{base}/bias", np.asarray(p.bias, dtype=dtype))
         graph.nodes.append(gs.Node("Add", f"{base}/bias", inputs=[current, bias], outputs=[biased]))
         current = biased

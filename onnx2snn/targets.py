@@ -1,0 +1,40 @@
+"""Target profiles: what the neurons and the graph of a deployment target may use.
+
+A profile constrains the conversion, so that the accuracy onnx2snn reports is the accuracy of what
+will run on the target; :func:`onnx2snn.snn.constraints.violations` checks a converted model
+against it.
+
+``onnx`` (default)
+    Everything onnx2snn's own IFNeuron runs: v(0) per neuron, thresholds per channel, a bias
+    current per channel, average and spiking max pooling, float weights.
+``nir-portable``
+    What sinabs 3.1, snnTorch 1.0 and Norse 1.1 import from NIR as shipped. None of their IF
+    neurons has an initial potential, so v(0) = 0: phase 1 starts at 0 (alpha = 0), phase 2 searches
+    thresholds only and puts the whole correction into the per-channel bias (no per-neuron
+    potential). Thresholds stay per channel: the portable NIR writes them as 1 by scaling the
+    weights (exact for reset by subtraction, :mod:`onnx2snn.export.portable`); average pooling and
+    input scaling become convolutions there too. Max pooling has no NIR form: refused up front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One deployment profile (see module docstring)."""
+
+    name: str
+    initial_potential: bool  # v(0) other than 0 allowed
+    portable_nir: bool  # --nir writes the form every consumer imports, and the model must have one
+    max_pool: bool  # spiking max-pooling allowed
+    channel_thresholds: bool  # thresholds must be constant within a channel (per layer or per channel)
+    summary: str
+
+
+TARGETS = {t.name: t for t in (
+    Target("onnx", True, False, True, False, "onnx2snn's IF neuron in onnxruntime: everything allowed"),
+    Target("nir-portable", False, True, False, True,
+           "NIR for sinabs, snnTorch and Norse as shipped: v(0) = 0, unit thresholds in the file"),
+)}
