@@ -98,9 +98,10 @@ class Config:
             onnxruntime run is sized to fit it (:mod:`onnx2snn.simulation.budget`). None: the smaller of 4 GiB and half
             of the memory available when the conversion starts. Results do not depend on it.
         target: the deployment profile (:mod:`onnx2snn.targets`): ``onnx`` (default, everything
-            onnx2snn's neuron runs) or ``nir-portable`` (v(0) = 0: the charge alpha * theta, and
+            onnx2snn's neuron runs), ``nir-portable`` (v(0) = 0: the charge alpha * theta, and
             phase 2's alpha candidates, become a bias current alpha * theta / T; phase 2 corrects with
-            the bias only).
+            the bias only) or ``int8`` (int8 weights, integer thresholds, potentials and biases;
+            needs phase 2, excludes fit_weights and refit_weights).
     """
 
     T: int = 16
@@ -157,6 +158,11 @@ class Config:
         if 1.0 not in self.search_scales:
             raise ConfigError(f"search_scales={self.search_scales} must contain 1.0 (phase 1's threshold)")
         object.__setattr__(self, "search_alphas", _grid("search_alphas", self.search_alphas, 0.0, 1.0))
+        if self.profile.int8 and (self.fit_weights or self.refit_weights):
+            raise ConfigError("target 'int8' quantises the weights itself; leave out --fit-weights/--refit-weights")
+        if self.profile.int8 and not self.runs_phase2:
+            raise ConfigError("target 'int8' calibrates the integer thresholds in phase 2: use the dual-phase "
+                              "method with phase 2")
         if self.fit_weights and self.refit_weights:
             raise ConfigError("fit_weights and refit_weights both change the weights; choose one "
                               "(--fit-weights fits them through the spiking neurons)")

@@ -128,7 +128,7 @@ class Prepared:
         if config.runs_phase2:
             result, check = self.phase2(params, config, clock)
             fits = result.fits
-            if check.kept:
+            if check.kept or config.profile.int8:  # int8: phase 1 has no integer form to fall back to
                 params, work = result.params, result.model
         snn = self.rewrite(params, config.T, work, _metadata(config, work is not self.ann, fits))
         broken = constraints.violations(snn, config.profile)
@@ -263,6 +263,8 @@ def _weights_note(config: Config, refitted: bool, fits) -> str:
     """What happened to the user's weights, for the metadata (per layer for --fit-weights)."""
     if not refitted:
         return "unchanged"
+    if config.profile.int8:
+        return "int8 per output channel (target int8): W = sigma * q / c, q integer in [-127, 127]"
     if not config.fit_weights:
         return "refitted by least squares (--refit-weights)"
     changed = ", ".join(f"{f.name} {f.weights_change:.3g}" for f in fits if f.weights_change is not None)

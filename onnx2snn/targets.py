@@ -14,6 +14,13 @@ against it.
     potential). Thresholds stay per channel: the portable NIR writes them as 1 by scaling the
     weights (exact for reset by subtraction, :mod:`onnx2snn.export.portable`); average pooling and
     input scaling become convolutions there too. Max pooling has no NIR form: refused up front.
+``int8``
+    What integer neuromorphic hardware runs: each layer's weights int8 per output channel
+    (symmetric), its threshold, v(0) and bias integers on the same scale, spikes 0/1 between layers
+    (:mod:`onnx2snn.snn.int8`). Phase 2 quantises a layer when the thresholds before it are final
+    and calibrates it on the quantised weights (:mod:`onnx2snn.calibration.quantize`). Only Conv/Gemm,
+    average pooling and Flatten may sit between spiking layers (no residual sums, no max pooling);
+    the readout layer's weights are int8 too, its bias float.
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ class Target:
     max_pool: bool  # spiking max-pooling allowed
     channel_thresholds: bool  # thresholds must be constant within a channel (per layer or per channel)
     summary: str
+    int8: bool = False  # int8 weights per output channel, integer thresholds, potentials and biases
 
 
 TARGETS = {t.name: t for t in (
     Target("onnx", True, False, True, False, "onnx2snn's IF neuron in onnxruntime: everything allowed"),
     Target("nir-portable", False, True, False, True,
            "NIR for sinabs, snnTorch and Norse as shipped: v(0) = 0, unit thresholds in the file"),
+    Target("int8", True, False, False, True,
+           "int8 weights per output channel, integer thresholds, v(0) and biases (the form chips take)", int8=True),
 )}

@@ -1,6 +1,6 @@
 """The package's layering: every import points down the pipeline, and any module imports first.
 
-Layers, lowest first (README, Layout): the base modules (errors, config, _version, progress, data,
+Layers, lowest first (README, Layout): the base modules (errors, config, targets, _version, progress, data,
 images) -> graph/ and ops/ -> snn/ -> simulation/ -> calibration/ -> pipeline -> cli, report,
 energy, export/ and the package root. A module may import from its own layer or a lower one, never
 from a higher one, and modules never import each other in a cycle (imports inside functions count).
@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx2snn
 
 PACKAGE = Path(onnx2snn.__file__).parent
-BASE = {"errors", "config", "_version", "progress", "data", "images"}
+BASE = {"errors", "config", "targets", "_version", "progress", "data", "images"}
 RANKS = {"graph": 1, "ops": 1, "snn": 2, "simulation": 3, "calibration": 4, "pipeline": 5}
 TOP = 6  # cli, report, energy, export/, __init__, __main__
 

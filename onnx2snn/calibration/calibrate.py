@@ -58,7 +58,8 @@ from .currents import LayerRuns
 from .fit import fit_weights
 from .if_kernel import IFKernel
 from .layer_fit import LayerFit, LayerFitter
-from .refit import refit_layer
+from .quantize import integer_params, quantize_layer, quantize_readout
+from .refit import refit_layer, weighted_source
 from .segments import Segment, block_feeds, blocks
 from .spikes import SpikeStore
 from .targets import ann_targets, search_work
@@ -109,6 +110,10 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                     if refit is not None:
                         work, snn = refit, build(refit, plan, params, config.T)[0]
                         index = GraphIndex(snn)
+                if config.profile.int8:  # quantised now that the thresholds before it are final
+                    work, sigma = quantize_layer(work, plan, layer, fitted)
+                    snn = build(work, plan, params, config.T)[0]
+                    index = GraphIndex(snn)
                 store.create(layer.output, targets.layer(layer.name).shape, np.float32)
                 runs = LayerRuns(work, plan, params, index, layer, set(names[:i]), calib, store, config, budget,
                                   held)
@@ -120,10 +125,17 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                     if step is not None:
                         work, snn, fitted[layer.name], fit = step
                         index = GraphIndex(snn)
+                if config.profile.int8:  # theta, v(0), bias on the layer's integer grid; its spikes with them
+                    fitted[layer.name] = integer_params(fitted[layer.name], sigma, targets.layer(layer.name).shape)
+                    fitter._commit(layer.output, fitted[layer.name])
                 fits.append(dataclasses.replace(fit, refit=refit is not None))
                 log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
                 del runs, fitter
                 _release(store, kernel, [n for n in names[: i + 1] if last_use[n] <= i])
+            if config.profile.int8:
+                work = quantize_readout(work, plan, fitted, {weighted_source(work, x.current).name
+                                                             for x in plan.layers})
+                index = GraphIndex(build(work, plan, params, config.T)[0])
             rows = len(targets.scores)
             snn_scores = _search_scores(index, score, set(names), calib.head(rows), store, config, budget, held)
         finally:

@@ -13,9 +13,10 @@ import numpy as np
 import onnx
 
 from ..errors import UnsupportedModelError
-from ..graph import weights
+from ..graph import load, weights
 from ..ops import Role, if_neuron, lookup_proto
 from ..targets import Target
+from . import int8
 from .rewrite import Record
 
 
@@ -49,4 +50,67 @@ def violations(snn: onnx.ModelProto, target: Target) -> list[str]:
                          f"(largest |v0| {float(np.max(np.abs(v0))):.3g}); target '{target.name}' has none")
         if target.channel_thresholds and np.squeeze(theta).ndim > 1:
             found.append(f"{node.name}: thresholds vary within a channel (shape {list(theta.shape)})")
+    if target.int8:
+        found += _int8_violations(snn, neurons, consts, record)
     return found
+
+
+def _int8_violations(snn, neurons, consts, record) -> list[str]:
+    """Every weight off the int8 grid of its output channel, and every threshold, v(0) and bias
+    current off its layer's grid (:mod:`.int8`), recomputed from the model alone."""
+    producers = {o: n for n in snn.graph.node for o in n.output}
+    init = {i.name: i for i in snn.graph.initializer}
+    thetas = {n.output[0]: consts[n.input[1]] for n in neurons}
+    shapes = load.sample_shapes(snn)
+    aliases = dict(record.readouts) if record is not None else {}
+    found, sigmas = [], {}
+    for node in [n for n in snn.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in init]:
+        c = int8.input_factors(snn, node, thetas, shapes, aliases)
+        w = int8.output_major(node, int8.weight(snn, node)).astype(np.float64)
+        cb = c.reshape((1, -1) + (1,) * (w.ndim - 2)) if c.ndim else c
+        eff = w * cb
+        sigma = np.abs(eff.reshape(len(eff), -1)).max(axis=1) / int8.LEVELS
+        sigma = np.where(sigma > 0, sigma, 1.0)
+        sigmas[node.output[0]] = sigma
+        if _off(eff, sigma):
+            found.append(f"{node.name}: weights are not int8 multiples of one scale per output channel")
+    for node in neurons:
+        source, biases = _source(node.input[0], producers, init)
+        sigma = sigmas.get(source)
+        if sigma is None:
+            found.append(f"{node.name}: its current does not come from one Conv/Gemm")
+            continue
+        layer = producers[source]
+        if len(layer.input) > 2 and layer.input[2] in init:
+            biases.append(weights.to_array(init[layer.input[2]]))
+        channel = (sigma.size,) + (1,) * max(consts[node.input[2]].ndim - 1, 0)
+        half = np.reshape(sigma / 2, channel)  # v(0) = sigma (m + 1/2), see .int8
+        for what, value in (("threshold", consts[node.input[1]]), ("v(0)", consts[node.input[2]] - half),
+                            ("bias", sum(np.broadcast_to(b.reshape(channel) if b.size == sigma.size else b, channel)
+                                         for b in biases) if biases else np.zeros(channel))):
+            if _off(np.broadcast_to(value, np.broadcast_shapes(np.shape(value), channel)), sigma):
+                found.append(f"{node.name}: {what} is not an integer multiple of the layer's weight scale")
+    return found
+
+
+def _source(tensor, producers, init) -> tuple[str, list]:
+    """The Conv/Gemm output behind an IF current (through the repeat and the bias Adds), and the
+    constant biases added on the way."""
+    biases = []
+    while tensor in producers and producers[tensor].op_type in ("Tile", "Add"):
+        node = producers[tensor]
+        if node.op_type == "Tile":
+            tensor = node.input[0]
+            continue
+        const = [i for i in node.input if i in init]
+        if len(const) != 1:
+            break
+        biases.append(weights.to_array(init[const[0]]))
+        tensor = next(i for i in node.input if i not in init)
+    return tensor, biases
+
+
+def _off(values, sigma) -> bool:
+    """``values / sigma`` (channel on axis 0) further than float32 rounding from integers."""
+    r = np.asarray(values, np.float64) / sigma.reshape((-1,) + (1,) * (np.ndim(values) - 1))
+    return bool(np.any(np.abs(r - np.rint(r)) > 1e-3 + 1e-6 * np.abs(r)))
