@@ -134,6 +134,11 @@ class Config:
         default_percentile, default_alpha, default_granularity = METHOD_DEFAULTS[self.method]
         if self.target not in TARGETS:
             raise ConfigError(f"target '{self.target}' is not one of: {', '.join(TARGETS)}")
+        if self.profile.layer_scale:  # one threshold per layer
+            if self.granularity is Granularity.CHANNEL:
+                raise ConfigError(f"target '{self.target}' has one threshold per layer: leave out --granularity "
+                                  "channel")
+            default_granularity = Granularity.TENSOR
         if self.granularity is None:
             object.__setattr__(self, "granularity", default_granularity)
         if self.percentile is None:
@@ -163,6 +168,9 @@ class Config:
         if self.profile.int8 and not self.runs_phase2:
             raise ConfigError("target 'int8' calibrates the integer thresholds in phase 2: use the dual-phase "
                               "method with phase 2")
+        if self.fit_weights and self.profile.reset != "subtract":
+            raise ConfigError(f"--fit-weights fits neurons that reset by subtraction; target '{self.target}' resets "
+                              "to zero")
         if self.fit_weights and self.refit_weights:
             raise ConfigError("fit_weights and refit_weights both change the weights; choose one "
                               "(--fit-weights fits them through the spiking neurons)")

@@ -128,7 +128,7 @@ class Prepared:
         if config.runs_phase2:
             result, check = self.phase2(params, config, clock)
             fits = result.fits
-            if check.kept or config.profile.int8:  # int8: phase 1 has no integer form to fall back to
+            if check.kept:
                 params, work = result.params, result.model
         snn = self.rewrite(params, config.T, work, _metadata(config, work is not self.ann, fits))
         broken = constraints.violations(snn, config.profile)

@@ -81,8 +81,9 @@ def simulate(graph, x: np.ndarray, T: int):
                 out = u.reshape(len(u), -1)
             elif isinstance(node, nir.IF):
                 v = state[name] + node.r * u
-                fired = v >= node.v_threshold
-                state[name] = v - fired * node.v_threshold
+                zero = node.metadata.get("reset") == "zero"  # NIR's own IF: reset to 0, fire on v > theta
+                fired = v > node.v_threshold if zero else v >= node.v_threshold
+                state[name] = v - fired * (v if zero else node.v_threshold)
                 counts[name] += fired
                 out = fired.astype(np.float64)
             elif isinstance(node, nir.Output):

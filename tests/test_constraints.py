@@ -34,12 +34,15 @@ def test_unknown_target_and_int8_conflicts_are_config_errors():
         onnx2snn.Config(target="int8", phase=1)
 
 
-@pytest.mark.parametrize("target", ["onnx", "nir-portable", "int8"])
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_conversions_comply_with_their_target(converted, target):
     snn = converted("mnist_cnn", 4, data=False, target=target).snn
     assert constraints.violations(snn, TARGETS[target]) == []
     meta = {p.key: p.value for p in snn.metadata_props}
     assert meta["onnx2snn.target"] == target
+    resets = {a.s.decode() for n in snn.graph.node if n.op_type == "IFNeuron" for a in n.attribute
+              if a.name == "reset"}
+    assert resets == ({"zero"} if TARGETS[target].reset == "zero" else set())
 
 
 def test_nir_portable_catches_an_initial_potential(converted):
@@ -89,3 +92,20 @@ def test_onnx_target_is_unconstrained(converted):
     snn = converted("digits_resnet", 4, data=False).snn
     assert constraints.violations(snn, TARGETS["onnx"]) == []
     assert constraints.violations(snn, TARGETS["nir-portable"])  # v(0) and max-pools
+
+
+def test_speck_catches_two_thresholds_in_a_layer_and_a_bias_out_of_range(converted):
+    snn = converted("mnist_cnn", 4, data=False, target="speck").snn
+    neuron = _neuron(snn, 1)
+
+    def double_first_channel(t):
+        t = np.broadcast_to(t, (16, 1, 1)).copy()
+        t[0] *= 2  # still on the grid, but a second threshold
+        return t
+    found = constraints.violations(_with_initializer(snn, neuron.input[1], double_first_channel), TARGETS["speck"])
+    assert f"{neuron.name}: more than one threshold in the layer; target 'speck' has one" in found
+    bias = next(n for n in snn.graph.node if n.name == f"{neuron.name}/bias")
+    theta = weights.to_array(next(i for i in snn.graph.initializer if i.name == neuron.input[1]))
+    found = constraints.violations(  # 1000 thresholds: on the grid, far beyond 127 steps
+        _with_initializer(snn, bias.input[1], lambda b: np.broadcast_to(1000 * theta, b.shape)), TARGETS["speck"])
+    assert found == [f"{neuron.name}: bias exceeds 127 steps of the layer's weight scale"]

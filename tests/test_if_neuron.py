@@ -12,8 +12,8 @@ from onnx2snn.snn.unrolled import FORMS, unroll
 from onnx2snn.ops import if_neuron
 
 
-def one_node_model(T, theta, v0, step_shape, opset):
-    node = if_neuron.make_node("if", "X", "theta", "v0", "Y", T, "V")
+def one_node_model(T, theta, v0, step_shape, opset, reset="subtract"):
+    node = if_neuron.make_node("if", "X", "theta", "v0", "Y", T, "V", reset=reset)
     graph = helper.make_graph(
         [node], "if",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["TB", *step_shape[1:]])],
@@ -22,18 +22,20 @@ def one_node_model(T, theta, v0, step_shape, opset):
         [numpy_helper.from_array(theta, "theta"), numpy_helper.from_array(v0, "v0")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
-    return if_neuron.install(model, T)
+    return if_neuron.install(model, T, reset)
 
 
-def step_loop(x, theta, v0, T):
-    """The neuron written as the textbook loop over time steps."""
+def step_loop(x, theta, v0, T, reset="subtract"):
+    """The neuron written as the textbook loop over time steps (reset by subtraction, or to zero
+    firing on u > theta)."""
     steps = x.reshape(T, -1, *x.shape[1:])
     v = np.broadcast_to(v0, steps.shape[1:]).astype(np.float32)
     spikes = []
     for t in range(T):
         u = v + steps[t]
-        s = np.where(u >= theta, theta, np.float32(0)).astype(np.float32)
-        v = u - s
+        fired = u > theta if reset == "zero" else u >= theta
+        s = np.where(fired, theta, np.float32(0)).astype(np.float32)
+        v = np.where(fired, np.float32(0), u) if reset == "zero" else u - s
         spikes.append(s)
     return np.concatenate(spikes), v
 
@@ -154,3 +156,24 @@ def test_install_is_idempotent_and_time_steps_reads_T():
     assert len(model.functions) == 1
     assert sum(o.domain == if_neuron.DOMAIN for o in model.opset_import) == 1
     assert if_neuron.time_steps(model) == 4
+
+
+@pytest.mark.parametrize("form", (None,) + tuple(FORMS))
+def test_reset_to_zero_matches_its_loop_in_every_form(form):
+    """reset="zero" (the nir-reset-zero target): the function body, each lowered form and the
+    numpy reference give the textbook reset-to-zero loop's spikes and potential; a tie u = theta
+    does not fire (NIR's v > theta), unlike reset by subtraction."""
+    T, shape = 6, (3, 4)
+    theta = np.array([0.5, 1.0, 2.0], np.float32).reshape(3, 1)
+    v0 = np.zeros(shape, np.float32)
+    model = one_node_model(T, theta, v0, (2, *shape), 17, reset="zero")
+    model = unroll(model, form) if form else model
+    onnx.checker.check_model(model, full_check=True)
+    x = np.random.default_rng(3).normal(0.4, 1.0, size=(T * 2, *shape)).astype(np.float32)
+    x[:2] = np.broadcast_to(theta, (2, *shape))  # u = theta exactly at the first step
+    y_loop, v_loop = step_loop(x, theta, v0, T, "zero")
+    assert not y_loop[:2].any() and y_loop.any()
+    np.testing.assert_array_equal(if_neuron.if_forward(x, theta, v0, T, "zero")[0], y_loop)
+    for y, v in (run_ort(model, {"X": x}), ReferenceEvaluator(model).run(None, {"X": x})):
+        np.testing.assert_array_equal(y, y_loop)
+        np.testing.assert_array_equal(v, v_loop)

@@ -23,11 +23,12 @@ def _kinds(graph) -> set[str]:
     return {type(n).__name__ for n in graph.nodes.values()}
 
 
+@pytest.mark.parametrize("target", ["nir-portable", "nir-reset-zero"])
 @pytest.mark.parametrize("family", PORTABLE)
-def test_family_portable_file_simulates_as_onnx2snn(family, tmp_path):
+def test_family_portable_file_simulates_as_onnx2snn(family, target, tmp_path):
     model = FAMILIES[family]()
     x = inputs(input_shape(model), n=24)
-    snn = onnx2snn.convert(model, {"x": x}, onnx2snn.Config(T=6, target="nir-portable")).snn
+    snn = onnx2snn.convert(model, {"x": x}, onnx2snn.Config(T=6, target=target)).snn
     save_nir(snn, tmp_path / "m.nir", portable=True)
     graph = nir.read(tmp_path / "m.nir")
     assert _kinds(graph) <= set(PORTABLE_KINDS)

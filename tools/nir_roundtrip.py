@@ -4,11 +4,12 @@ back with the NIR consumers' own importers, simulate, and compare with onnx2snn'
     python -m venv peers && . peers/bin/activate
     pip install torch==2.13.0 nir==1.0.8 nirtorch==2.6 snntorch==1.0.0 norse==1.1.0 h5py
     pip install --no-deps sinabs==3.1.3 && pip install pbr     # sinabs pins nir<=1.0.4 and a samna stub
-    python tools/nir_roundtrip.py [--models ...] [-T 8 32] [--targets onnx nir-portable] [--json]
+    python tools/nir_roundtrip.py [--models ...] [-T 8 32] [--targets onnx nir-portable nir-reset-zero] [--json]
 
 Per model, target and T, the NIR file is written the way the CLI writes it (``--target onnx``: the
-exact form, Scale/AvgPool2d nodes and the IF metadata; ``--target nir-portable``: the portable form,
-:mod:`onnx2snn.export.portable`), and each consumer reads only that file:
+exact form, Scale/AvgPool2d nodes and the IF metadata; ``--target nir-portable`` and
+``nir-reset-zero``: the portable form, :mod:`onnx2snn.export.portable`), and each consumer reads
+only that file:
 
   nirtorch  nirtorch 2.6's interpreter with a 10-line IF module that follows the IF metadata (reset
             by subtraction, v(0), fire on v >= theta): the reference, what a consumer that honours
@@ -50,12 +51,14 @@ BATCH = 250
 
 
 class IFModule(torch.nn.Module):
-    """NIR IF with the onnx2snn metadata: u = v + r I; z = [u >= theta]; v = u - theta z."""
+    """NIR IF with the onnx2snn metadata: u = v + r I; z = [u >= theta]; v = u - theta z (reset
+    "zero": z = [u > theta]; v = u - u z)."""
 
     def __init__(self, node):
         super().__init__()
         meta = node.metadata
-        assert meta.get("reset") == "subtract" and meta.get("fire") == ">=", meta
+        self.zero = meta.get("reset") == "zero"
+        assert meta.get("fire") == (">" if self.zero else ">="), meta
         self.theta = torch.tensor(np.asarray(node.v_threshold), dtype=torch.float32)
         self.v0 = torch.tensor(np.asarray(meta["v0"]), dtype=torch.float32)
         self.r = torch.tensor(np.asarray(node.r), dtype=torch.float32)
@@ -63,8 +66,8 @@ class IFModule(torch.nn.Module):
     def forward(self, x, state=None):
         v = self.v0.expand_as(x) if state is None else state
         u = v + self.r * x
-        z = (u >= self.theta).to(x.dtype)
-        return z, u - self.theta * z
+        z = ((u > self.theta) if self.zero else (u >= self.theta)).to(x.dtype)
+        return z, u - (u if self.zero else self.theta) * z
 
 
 def _affine(node) -> torch.nn.Linear:
@@ -242,7 +245,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=shipped())
     p.add_argument("-T", type=int, nargs="+", default=[8, 32])
-    p.add_argument("--targets", nargs="+", default=["onnx", "nir-portable"])
+    p.add_argument("--targets", nargs="+", default=["onnx", "nir-portable", "nir-reset-zero"])
     p.add_argument("--consumers", nargs="+", default=list(CONSUMERS), choices=list(CONSUMERS))
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", action="store_true")

@@ -111,7 +111,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                         work, snn = refit, build(refit, plan, params, config.T)[0]
                         index = GraphIndex(snn)
                 if config.profile.int8:  # quantised now that the thresholds before it are final
-                    work, sigma = quantize_layer(work, plan, layer, fitted)
+                    work, sigma, layer_bias = quantize_layer(work, plan, layer, fitted, config.profile)
                     snn = build(work, plan, params, config.T)[0]
                     index = GraphIndex(snn)
                 store.create(layer.output, targets.layer(layer.name).shape, np.float32)
@@ -126,7 +126,8 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                         work, snn, fitted[layer.name], fit = step
                         index = GraphIndex(snn)
                 if config.profile.int8:  # theta, v(0), bias on the layer's integer grid; its spikes with them
-                    fitted[layer.name] = integer_params(fitted[layer.name], sigma, targets.layer(layer.name).shape)
+                    fitted[layer.name] = integer_params(fitted[layer.name], sigma, targets.layer(layer.name).shape,
+                                                        config.profile, layer_bias)
                     fitter._commit(layer.output, fitted[layer.name])
                 fits.append(dataclasses.replace(fit, refit=refit is not None))
                 log.debug("phase 2 %s: mse %.4g -> %.4g", layer.name, fit.mse_phase1, fit.mse_final)
@@ -134,7 +135,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                 _release(store, kernel, [n for n in names[: i + 1] if last_use[n] <= i])
             if config.profile.int8:
                 work = quantize_readout(work, plan, fitted, {weighted_source(work, x.current).name
-                                                             for x in plan.layers})
+                                                             for x in plan.layers}, config.profile)
                 index = GraphIndex(build(work, plan, params, config.T)[0])
             rows = len(targets.scores)
             snn_scores = _search_scores(index, score, set(names), calib.head(rows), store, config, budget, held)

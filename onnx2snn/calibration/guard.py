@@ -59,6 +59,9 @@ def check_phase2(ann: onnx.ModelProto, plan: Plan, p1: dict[str, LayerParams], r
     """
     data = calib.head(len(result.ann_scores))
     two = compare(data, result.score, result.ann_scores, result.snn_scores)
+    if config.profile.int8:  # phase 1 runs float weights: no integer model to fall back to
+        log.debug("network check: target %s keeps phase 2 (phase 1 has no integer form)", config.target)
+        return Phase2Check(None, two.agreement, None, two.output_rmse, True)
     if _unbeatable(two, len(data)):
         log.debug("network check: phase 2 agrees with the ANN on %d of %d samples; phase 1 could not do "
                   "clearly better, so it is not run", round(two.agreement * len(data)), len(data))

@@ -38,7 +38,8 @@ from ..ops import if_neuron
 from ..simulation.runtime import make_session
 
 
-def _steps(T: int, constant: bool, bias: bool, count: bool, opset: int) -> tuple[list, list[str], str]:
+def _steps(T: int, constant: bool, bias: bool, count: bool, opset: int,
+           reset: str = "subtract") -> tuple[list, list[str], str]:
     """Nodes of the T IF steps on inputs ``x0`` .. (``x0`` alone when ``constant``) plus ``bias``;
     with ``count`` a running spike count ``C``. Returns (nodes, current inputs, last potential)."""
     steps = ["x0"] * T if constant else [f"x{t}" for t in range(T)]
@@ -48,7 +49,7 @@ def _steps(T: int, constant: bool, bias: bool, count: bool, opset: int) -> tuple
         steps = [f"{x}b" for x in steps]
     v = "v0"
     for t, x in enumerate(steps):
-        nodes += if_neuron.step_nodes(t, v, x, opset)
+        nodes += if_neuron.step_nodes(t, v, x, opset, reset=reset)
         v = f"m{t}"
         if count and t:  # running: each step's count is freed at once (a T-input Sum kept all T alive)
             total = "C" if t == T - 1 else f"C{t}"
@@ -67,11 +68,12 @@ def _model(nodes, inputs: list[str], outputs: list[tuple[str, int]], opset: int,
     return model
 
 
-def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17) -> onnx.ModelProto:
+def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17,
+                 reset: str = "subtract") -> onnx.ModelProto:
     """Inputs ``x0`` .. ``x{T-1}`` (or only ``x0`` when ``constant``), ``threshold``, ``v0`` and
     (with ``bias``) ``bias``; outputs ``C``, ``V`` (the potential after the last step, from which a
     run in chunks of steps continues) and (with ``keep``) ``F``. Dynamic shapes."""
-    nodes, inputs, v = _steps(T, constant, bias, True, opset)
+    nodes, inputs, v = _steps(T, constant, bias, True, opset, reset)
     nodes.append(helper.make_node("Identity", [v], ["V"]))
     outputs = [("C", TensorProto.FLOAT), ("V", TensorProto.FLOAT)]
     if keep:
@@ -80,18 +82,22 @@ def kernel_model(T: int, constant: bool, bias: bool, keep: bool, opset: int = 17
     return _model(nodes, inputs + ["threshold", "v0"] + (["bias"] if bias else []), outputs, opset)
 
 
-def sse_model(T: int, constant: bool, bias: bool, opset: int = 17) -> onnx.ModelProto:
+def sse_model(T: int, constant: bool, bias: bool, opset: int = 17, reset: str = "subtract") -> onnx.ModelProto:
     """Inputs as :func:`kernel_model` plus ``total`` (X, the sum of the T currents without the
     bias, [B, n]) and ``target`` (a, [B, n]); output ``E`` [n] = sum over B of (theta C / T - a)^2
-    with C = round((v0 + X + T b - v_T) / theta) (module docstring)."""
-    nodes, inputs, v = _steps(T, constant, bias, False, opset)
+    with C = round((v0 + X + T b - v_T) / theta) (module docstring), or, for neurons that reset to
+    zero (the final potential does not hold the count), C counted step by step."""
+    counted = reset != "subtract"
+    nodes, inputs, v = _steps(T, constant, bias, counted, opset, reset)
     start = "v0"
-    if bias:
+    if bias and not counted:
         nodes += [helper.make_node("Mul", ["bias", "T"], ["Tb"]), helper.make_node("Add", ["v0", "Tb"], ["v0b"])]
         start = "v0b"
-    nodes += [helper.make_node("Add", [start, "total"], ["q"]), helper.make_node("Sub", ["q", v], ["charge"]),
-              helper.make_node("Div", ["charge", "threshold"], ["ratio"]), helper.make_node("Round", ["ratio"], ["C"]),
-              helper.make_node("Div", ["threshold", "T"], ["unit"]), helper.make_node("Mul", ["C", "unit"], ["r"]),
+    if not counted:
+        nodes += [helper.make_node("Add", [start, "total"], ["q"]), helper.make_node("Sub", ["q", v], ["charge"]),
+                  helper.make_node("Div", ["charge", "threshold"], ["ratio"]),
+                  helper.make_node("Round", ["ratio"], ["C"])]
+    nodes += [helper.make_node("Div", ["threshold", "T"], ["unit"]), helper.make_node("Mul", ["C", "unit"], ["r"]),
               helper.make_node("Sub", ["r", "target"], ["d"]),
               helper.make_node("ReduceSumSquare", ["d"], ["E"], axes=[0], keepdims=0)]
     names = inputs + ["threshold", "v0"] + (["bias"] if bias else []) + ["total", "target"]
@@ -119,6 +125,7 @@ class IFKernel:
 
     def __init__(self, T: int, config: Config):
         self.T, self.config, self._sessions = T, config, {}
+        self.reset = config.profile.reset
         self._lock, self.workers = threading.Lock(), workers(config)
         self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
 
@@ -183,8 +190,8 @@ class IFKernel:
         key = (kind, steps, constant, bias, keep, threads)
         with self._lock:
             if key not in self._sessions:
-                model = (kernel_model(steps, constant, bias, keep) if kind == "run"
-                         else sse_model(steps, constant, bias))
+                model = (kernel_model(steps, constant, bias, keep, reset=self.reset) if kind == "run"
+                         else sse_model(steps, constant, bias, reset=self.reset))
                 config = dataclasses.replace(self.config, threads=threads) if threads else self.config
                 self._sessions[key] = make_session(model, config, spin=False)
             return self._sessions[key]

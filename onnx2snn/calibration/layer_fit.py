@@ -110,7 +110,8 @@ class LayerFitter:
         squared errors of phase 1 and of the best (taken from the grid, no extra simulation)."""
         grid = self.config.search_scales
         scales = [LayerParams(p1.threshold * np.float32(g), p1.v0 * np.float32(g), "phase 2 search",
-                              bias=None if p1.bias is None else p1.bias * np.float32(g)) for g in grid]
+                              bias=None if p1.bias is None else p1.bias * np.float32(g), reset=p1.reset)
+                  for g in grid]
         scores = self._sse(search, scales, self.per_channel)
         sse1 = float(np.sum(scores[grid.index(1.0)])) if p1.bias is None else self._sse(search, [p1])[0]
         best = self._pick(scales, scores)
@@ -126,7 +127,8 @@ class LayerFitter:
     def _params(self, theta, alpha) -> LayerParams:
         theta = np.asarray(theta, dtype=np.float32)
         alpha = np.asarray(alpha, dtype=np.float32)
-        return with_charge(theta, alpha, self.T, self.config.profile.initial_potential, "phase 2 search")
+        profile = self.config.profile
+        return with_charge(theta, alpha, self.T, profile.initial_potential, "phase 2 search", reset=profile.reset)
 
     def _pick(self, candidates: list[LayerParams], scores) -> LayerParams:
         if not self.per_channel:
@@ -137,7 +139,8 @@ class LayerFitter:
         shape = (-1,) + (1,) * (len(self.target.shape) - 1)
         bias = pick("bias").reshape(shape).astype(np.float32) if candidates[0].bias is not None else None
         return LayerParams(pick("threshold").reshape(shape).astype(np.float32),
-                           pick("v0").reshape(shape).astype(np.float32), "phase 2 search", bias=bias)
+                           pick("v0").reshape(shape).astype(np.float32), "phase 2 search", bias=bias,
+                           reset=candidates[0].reset)
 
     def _corrected(self, p: LayerParams, mean_rate: np.ndarray) -> LayerParams:
         """Per-channel bias b_c = E_c[a] - E_c[r] (a current added at every step) and per-neuron
@@ -150,7 +153,7 @@ class LayerFitter:
         if p.bias is not None:
             bias = bias + p.bias
         return LayerParams(p.threshold, v0.astype(np.float32), "phase 2 (search + bias + potential)",
-                           bias=bias.astype(np.float32))
+                           bias=bias.astype(np.float32), reset=p.reset)
 
     def _measure(self, name: str, p: LayerParams) -> np.ndarray:
         """E[r] per neuron over all calibration samples with parameters ``p``; the spikes are

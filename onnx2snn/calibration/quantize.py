@@ -21,40 +21,43 @@ from ..graph import load, weights
 from ..graph.plan import Plan
 from ..snn import int8
 from ..snn.params import LayerParams
+from ..targets import Target
 from .refit import replace_weights, weighted_source
 
 
-def quantize_layer(work: onnx.ModelProto, plan: Plan, layer, params: dict[str, LayerParams]
-                   ) -> tuple[onnx.ModelProto, np.ndarray]:
-    """(``work`` with layer's weights and bias quantised, its sigma per output channel)."""
+def quantize_layer(work: onnx.ModelProto, plan: Plan, layer, params: dict[str, LayerParams], target: Target
+                   ) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """(``work`` with layer's weights and bias quantised, its sigma per output channel, its bias)."""
     source = weighted_source(work, layer.current)
     if source is None:
         raise UnsupportedModelError("the int8 target cannot quantise this layer:",
                                     [(layer.name, layer.op_type, "its input current is not one Conv/Gemm with "
                                       "weights of its own", "use --target onnx")])
-    return _quantize(work, plan, params, source.name, keep_bias=False)
+    return _quantize(work, plan, params, source.name, target, keep_bias=False)
 
 
-def quantize_readout(work: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], done: set[str]
-                     ) -> onnx.ModelProto:
+def quantize_readout(work: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], done: set[str],
+                     target: Target) -> onnx.ModelProto:
     """``work`` with every Conv/Gemm not in ``done`` (the layers' own) quantised, bias kept."""
     for node in [n for n in work.graph.node if n.op_type in ("Conv", "Gemm") and n.name not in done]:
-        work = _quantize(work, plan, params, node.name, keep_bias=True)[0]
+        work = _quantize(work, plan, params, node.name, target, keep_bias=True)[0]
     return work
 
 
-def _quantize(work, plan, params, name: str, keep_bias: bool):
+def _quantize(work, plan, params, name: str, target: Target, keep_bias: bool):
     node = next(n for n in work.graph.node if n.name == name)
     thetas = {layer.output: params[layer.name].threshold for layer in plan.layers}
     c = int8.input_factors(work, node, thetas, load.sample_shapes(work))
     w = int8.weight(work, node)
-    new, sigma = int8.quantize(int8.output_major(node, w), c)
+    w_out = int8.output_major(node, w)
     b = (int8.weight(work, _bias_view(node)) if len(node.input) > 2 and node.input[2]
-         else np.zeros(len(sigma), w.dtype))
-    b = np.broadcast_to(b, sigma.shape).astype(w.dtype)
-    b = b if keep_bias else int8.on_grid(b, sigma).astype(w.dtype)
+         else np.zeros(len(w_out), w.dtype))
+    b = np.broadcast_to(b, (len(w_out),)).astype(w.dtype)
+    limited = target.bias_levels is not None and not keep_bias
+    new, sigma = int8.quantize(w_out, c, target.layer_scale, b if limited else None)
+    b = b if keep_bias else int8.on_grid(b, sigma, limit=target.bias_levels).astype(w.dtype)
     gs_node = next(n for n in weights.import_graph(work).nodes if n.name == name)
-    return replace_weights(work, gs_node, int8.output_major(node, new), b), sigma
+    return replace_weights(work, gs_node, int8.output_major(node, new), b), sigma, b
 
 
 def _bias_view(node: onnx.NodeProto):
@@ -62,11 +65,18 @@ def _bias_view(node: onnx.NodeProto):
     return onnx.helper.make_node(node.op_type, [node.input[0], node.input[2]], ["_"])
 
 
-def integer_params(p: LayerParams, sigma: np.ndarray, shape: tuple[int, ...]) -> LayerParams:
+def integer_params(p: LayerParams, sigma: np.ndarray, shape: tuple[int, ...], target: Target,
+                   layer_bias: np.ndarray) -> LayerParams:
     """``p`` with theta (at least one step) and the bias current on the grid ``sigma``, v(0) half a
-    step off it (per channel: axis 0 of the layer's neuron ``shape``)."""
+    step off it (per channel: axis 0 of the layer's neuron ``shape``), within the target's ranges:
+    theta and v(0) within ``state_levels`` steps, the bias current plus the layer's own bias
+    ``layer_bias`` (already on the grid) within ``bias_levels``."""
     channel = (sigma.size,) + (1,) * (len(shape) - 1)
-    theta = int8.on_grid(np.broadcast_to(p.threshold, channel), sigma, minimum=1)
-    v0 = int8.potential_on_grid(np.broadcast_to(p.v0, shape), sigma)
-    bias = None if p.bias is None else int8.on_grid(np.broadcast_to(p.bias, channel), sigma)
-    return LayerParams(theta, v0, p.source + ", int8 grid", p.dead, bias=bias)
+    theta = int8.on_grid(np.broadcast_to(p.threshold, channel), sigma, minimum=1, limit=target.state_levels)
+    v0 = int8.potential_on_grid(np.broadcast_to(p.v0, shape), sigma, limit=target.state_levels)
+    bias = None
+    if p.bias is not None:
+        base = np.reshape(layer_bias, channel).astype(np.float64)
+        bias = (int8.on_grid(np.broadcast_to(p.bias, channel) + base, sigma, limit=target.bias_levels) - base)
+        bias = bias.astype(np.float32)
+    return LayerParams(theta, v0, p.source + ", int8 grid", p.dead, bias=bias, reset=p.reset)

@@ -50,4 +50,4 @@ def _layer_params(clip_max, s: LayerStats, config: Config, alpha: float | None =
     if not np.all(np.isfinite(theta)) or np.any(theta <= 0):
         raise AssertionError(f"internal error: threshold of layer '{s.name}' is {theta}")
     alpha = config.alpha if alpha is None else alpha
-    return with_charge(theta, alpha, config.T, config.profile.initial_potential, source, dead)
+    return with_charge(theta, alpha, config.T, config.profile.initial_potential, source, dead, config.profile.reset)

@@ -314,7 +314,9 @@ class _Builder:
         shape = self.shape[node.output[0]]
         theta = np.broadcast_to(self.const[node.input[1]], shape).astype(np.float32)
         v0 = np.broadcast_to(self.const[node.input[2]], shape).astype(np.float32)
-        meta = {"reset": "subtract", "v0": v0.copy(), "fire": ">=", "spikes_per_step": 1}
+        zero = if_neuron.reset_of(node) == "zero"
+        meta = {"reset": "zero" if zero else "subtract", "v0": v0.copy(), "fire": ">" if zero else ">=",
+                "spikes_per_step": 1}
         self._add(node.name, self.nir.IF(r=np.ones(shape, np.float32), v_threshold=theta.copy(),
                                          v_reset=np.zeros(shape, np.float32), metadata=meta),
                   self.sources[node.input[0]])

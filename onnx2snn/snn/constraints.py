@@ -41,6 +41,9 @@ def violations(snn: onnx.ModelProto, target: Target) -> list[str]:
     if not target.max_pool and record is not None and record.pools:
         found.append(f"spiking max-pools {sorted(record.pools)}: target '{target.name}' has no max pooling")
     for node in neurons:
+        if if_neuron.reset_of(node) != target.reset:
+            found.append(f"{node.name}: resets by {if_neuron.reset_of(node)}; target '{target.name}' resets by "
+                         f"{target.reset}")
         theta, v0 = (consts.get(node.input[i]) for i in (1, 2))
         if theta is None or v0 is None:
             found.append(f"{node.name}: threshold or v(0) is not a constant")
@@ -51,11 +54,11 @@ def violations(snn: onnx.ModelProto, target: Target) -> list[str]:
         if target.channel_thresholds and np.squeeze(theta).ndim > 1:
             found.append(f"{node.name}: thresholds vary within a channel (shape {list(theta.shape)})")
     if target.int8:
-        found += _int8_violations(snn, neurons, consts, record)
+        found += _int8_violations(snn, neurons, consts, record, target)
     return found
 
 
-def _int8_violations(snn, neurons, consts, record) -> list[str]:
+def _int8_violations(snn, neurons, consts, record, target: Target) -> list[str]:
     """Every weight off the int8 grid of its output channel, and every threshold, v(0) and bias
     current off its layer's grid (:mod:`.int8`), recomputed from the model alone."""
     producers = {o: n for n in snn.graph.node for o in n.output}
@@ -64,12 +67,18 @@ def _int8_violations(snn, neurons, consts, record) -> list[str]:
     shapes = load.sample_shapes(snn)
     aliases = dict(record.readouts) if record is not None else {}
     found, sigmas = [], {}
+    layers = {_source(n.input[0], producers, init)[0] for n in neurons}  # Conv/Gemm outputs feeding neurons
     for node in [n for n in snn.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in init]:
         c = int8.input_factors(snn, node, thetas, shapes, aliases)
         w = int8.output_major(node, int8.weight(snn, node)).astype(np.float64)
         cb = c.reshape((1, -1) + (1,) * (w.ndim - 2)) if c.ndim else c
         eff = w * cb
-        sigma = np.abs(eff.reshape(len(eff), -1)).max(axis=1) / int8.LEVELS
+        peak = np.abs(eff.reshape(len(eff), -1)).max(axis=1)
+        if target.bias_levels is not None and node.output[0] in layers and len(node.input) > 2 and node.input[2]:
+            bias = weights.to_array(init[node.input[2]]).astype(np.float64)
+            peak = np.maximum(peak, np.abs(bias))  # the bias shares the 127 steps (int8.quantize)
+        sigma = peak / int8.LEVELS
+        sigma = np.full_like(sigma, sigma.max()) if target.layer_scale else sigma
         sigma = np.where(sigma > 0, sigma, 1.0)
         sigmas[node.output[0]] = sigma
         if _off(eff, sigma):
@@ -85,11 +94,19 @@ def _int8_violations(snn, neurons, consts, record) -> list[str]:
             biases.append(weights.to_array(init[layer.input[2]]))
         channel = (sigma.size,) + (1,) * max(consts[node.input[2]].ndim - 1, 0)
         half = np.reshape(sigma / 2, channel)  # v(0) = sigma (m + 1/2), see .int8
-        for what, value in (("threshold", consts[node.input[1]]), ("v(0)", consts[node.input[2]] - half),
-                            ("bias", sum(np.broadcast_to(b.reshape(channel) if b.size == sigma.size else b, channel)
-                                         for b in biases) if biases else np.zeros(channel))):
-            if _off(np.broadcast_to(value, np.broadcast_shapes(np.shape(value), channel)), sigma):
+        limits = (target.state_levels, target.state_levels, target.bias_levels)
+        for (what, value), limit in zip((
+                ("threshold", consts[node.input[1]]), ("v(0)", consts[node.input[2]] - half),
+                ("bias", sum(np.broadcast_to(b.reshape(channel) if b.size == sigma.size else b, channel)
+                             for b in biases) if biases else np.zeros(channel))), limits):
+            value = np.broadcast_to(value, np.broadcast_shapes(np.shape(value), channel))
+            if _off(value, sigma):
                 found.append(f"{node.name}: {what} is not an integer multiple of the layer's weight scale")
+            elif limit is not None and np.any(np.abs(value / np.reshape(sigma, channel)) > limit + 0.5 + 1e-3):
+                found.append(f"{node.name}: {what} exceeds {limit} steps of the layer's weight scale")
+        theta = np.broadcast_to(consts[node.input[1]], channel)
+        if target.layer_scale and not np.all(theta == theta.flat[0]):
+            found.append(f"{node.name}: more than one threshold in the layer; target '{target.name}' has one")
     return found
 
 

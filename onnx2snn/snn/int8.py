@@ -101,35 +101,50 @@ def _attr_or(node, name, default):
     return onnx.helper.get_attribute_value(found[0]) if found else default
 
 
-def quantize(w_out: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def quantize(w_out: np.ndarray, c: np.ndarray, per_layer: bool = False,
+             bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(float weight ``sigma q / c`` of dtype ``w_out``'s, sigma per output channel) for output-major
-    ``w_out`` and input factors ``c`` (per axis-1 entry, or a scalar)."""
+    ``w_out`` and input factors ``c`` (per axis-1 entry, or a scalar); ``per_layer``: one sigma for
+    all channels (still returned once per channel); ``bias``: a bias that must fit the same 127
+    steps (DYNAP-CNN's biases share the weights' 8 bits: sinabs's ``discretize.py`` takes the
+    coarser of the two scales, so does this)."""
     c = np.asarray(c, np.float64)
     cb = c.reshape((1, -1) + (1,) * (w_out.ndim - 2)) if c.ndim else c
     eff = w_out.astype(np.float64) * cb
     peak = np.abs(eff.reshape(len(eff), -1)).max(axis=1)
+    if bias is not None:
+        peak = np.maximum(peak, np.abs(np.asarray(bias, np.float64)))
+    if per_layer:
+        peak = np.full_like(peak, peak.max())
     sigma = np.where(peak > 0, peak / LEVELS, 1.0)
     q = np.rint(eff / sigma.reshape((-1,) + (1,) * (eff.ndim - 1)))
     return (q * sigma.reshape((-1,) + (1,) * (eff.ndim - 1)) / cb).astype(w_out.dtype), sigma
 
 
-def on_grid(values: np.ndarray, sigma: np.ndarray, minimum: int | None = None) -> np.ndarray:
+def on_grid(values: np.ndarray, sigma: np.ndarray, minimum: int | None = None,
+            limit: int | None = None) -> np.ndarray:
     """``values`` (channel on axis 0, one ``sigma`` each) rounded to integer multiples of ``sigma``,
-    at least ``minimum`` steps when given; float32."""
+    at least ``minimum`` steps and at most ``limit`` steps in size when given; float32."""
     v = np.asarray(values, np.float64)
     s = sigma.reshape((-1,) + (1,) * (v.ndim - 1))
     n = np.rint(v / s)
+    if limit is not None:
+        n = np.clip(n, -limit, limit)
     if minimum is not None:
         n = np.maximum(n, minimum)
     return (n * s).astype(np.float32)
 
 
-def potential_on_grid(values: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Initial potentials as ``sigma (m + 1/2)`` with integer ``m`` (channel on axis 0): the
-    nearest such value (module docstring: the half step makes float and integer spikes agree)."""
+def potential_on_grid(values: np.ndarray, sigma: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Initial potentials as ``sigma (m + 1/2)`` with integer ``m`` (channel on axis 0, ``|m| <=
+    limit``): the nearest such value (module docstring: the half step makes float and integer
+    spikes agree)."""
     v = np.asarray(values, np.float64)
     s = sigma.reshape((-1,) + (1,) * (v.ndim - 1))
-    return ((np.floor(v / s) + 0.5) * s).astype(np.float32)
+    m = np.floor(v / s)
+    if limit is not None:
+        m = np.clip(m, -limit, limit - 1)
+    return ((m + 0.5) * s).astype(np.float32)
 
 
 def off_grid(values: np.ndarray, sigma: np.ndarray) -> float:

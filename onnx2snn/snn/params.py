@@ -24,6 +24,7 @@ class LayerParams:
     source: str  # how the threshold was chosen, for reports
     dead: bool = False  # never fired on the calibration data
     bias: np.ndarray | None = None  # phase 2: constant current added at every step (per channel)
+    reset: str = "subtract"  # the IF neuron's reset (ops/if_neuron.py): "subtract" or "zero"
 
     def summary(self) -> float:
         """One number for tables: the threshold, or the largest per-channel threshold."""
@@ -31,7 +32,7 @@ class LayerParams:
 
 
 def with_charge(theta: np.ndarray, alpha, T: int, initial_potential: bool, source: str,
-                dead: bool = False) -> LayerParams:
+                dead: bool = False, reset: str = "subtract") -> LayerParams:
     """IF parameters that give each neuron the charge ``alpha * theta`` at the start: as v(0) when the
     target has an initial potential, else as a bias current ``alpha * theta / T`` at every step (the
     same charge over the T steps; a target without v(0) still gets the rounding that v(0) = theta / 2
@@ -39,8 +40,9 @@ def with_charge(theta: np.ndarray, alpha, T: int, initial_potential: bool, sourc
     theta = np.asarray(theta, np.float32)
     charge = (alpha * theta).astype(np.float32)
     if initial_potential:
-        return LayerParams(theta, charge, source, dead)
-    return LayerParams(theta, np.zeros_like(charge), source, dead, bias=(charge / np.float32(T)).astype(np.float32))
+        return LayerParams(theta, charge, source, dead, reset=reset)
+    return LayerParams(theta, np.zeros_like(charge), source, dead, bias=(charge / np.float32(T)).astype(np.float32),
+                       reset=reset)
 
 
 def unit_params(plan: Plan) -> dict[str, LayerParams]:

@@ -127,7 +127,10 @@ def build(model: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], T:
     snn = weights.export_graph(graph)
     restore_output_types(snn, model)
     snn.ir_version = max(model.ir_version, 8)
-    if_neuron.install(snn, T)
+    resets = {p.reset for p in params.values()} or {"subtract"}
+    if len(resets) > 1:
+        raise ValueError(f"one SNN has one reset mode, got {sorted(resets)}")
+    if_neuron.install(snn, T, resets.pop())
     snn = clip_floor.inline(snn)  # a clip-floor left as a readout activation: back to standard ops
     extra = dict(metadata or {})
     if plan.boundaries:
@@ -165,7 +168,7 @@ def _replace_activation(graph, node, current_name, p: LayerParams, T, plan, tile
         v0 = gs.Variable(f"{base}/v", dtype=dtype)
         graph.inputs.append(v0)
         graph.outputs.append(final)
-    graph.nodes.append(gs.Node(if_neuron.OP_TYPE, base, attrs={if_neuron.ATTR_T: int(T)},
+    graph.nodes.append(gs.Node(if_neuron.OP_TYPE, base, attrs=if_neuron.attributes(T, p.reset),
                                inputs=[current, theta, v0], outputs=[spikes, final], domain=if_neuron.DOMAIN))
     return {v0.name: final.name} if stateful else {}
 

@@ -52,7 +52,8 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
     if T is None:
         return out
     opset = if_neuron.onnx_opset(out)
-    body = if_neuron.make_function(T, opset)
+    reset = next(if_neuron.reset_of(n) for n in out.graph.node if if_neuron.is_if_neuron(n))
+    body = if_neuron.make_function(T, opset, reset)
     shapes, constants = _step_shapes(out), _constant_currents(out.graph, T)
     types = {i.name: i.data_type for i in out.graph.initializer}
     nodes = []
@@ -64,7 +65,7 @@ def unroll(snn: onnx.ModelProto, form: str = "steps") -> onnx.ModelProto:
         elem_type = types.get(node.input[1])  # the threshold's: CastLike's target, as a Cast
         sample = shapes.get(node.input[0])
         if T > 1 and elem_type and _use_scan(form, sample, node.name):
-            nodes += _scan(node, T, opset, elem_type, constant, sample)
+            nodes += _scan(node, T, opset, elem_type, constant, sample, reset)
         else:
             nodes += _expand(node, body, constant)
     dropped = [n for n in nodes if n.op_type == "Tile" and n.output[0] in constants]
@@ -160,7 +161,7 @@ def _expand(node: onnx.NodeProto, body: onnx.FunctionProto, constant: str | None
 
 
 def _scan(node: onnx.NodeProto, T: int, opset: int, elem_type: int, constant: str | None = None,
-          sample: tuple[int, ...] = ()):
+          sample: tuple[int, ...] = (), reset: str = "subtract"):
     """``node`` as one Scan over the T steps (see the module docstring)::
 
         xr = X viewed as [T, B, ...] ;  (V, Sr) = Scan(v0 expanded to [B, ...], xr) ;  Y = Sr viewed as X
@@ -184,7 +185,7 @@ def _scan(node: onnx.NodeProto, T: int, opset: int, elem_type: int, constant: st
                   n("Concat", [f"{p}/time_head", f"{p}/row_shape"], "steps_shape", axis=0),
                   n("Reshape", [x, f"{p}/steps_shape"], "steps"),
                   n("Shape", [f"{p}/steps"], "steps_full_shape"), *rows("steps_full_shape", "step_shape")]
-    body = _step_graph(p, threshold, opset, elem_type, constant, sample)
+    body = _step_graph(p, threshold, opset, elem_type, constant, sample, reset)
     scan = helper.make_node("Scan", [f"{p}/v_init", f"{p}/steps"], [final, f"{p}/step_spikes"],
                             name=f"{p}/loop", num_scan_inputs=1, body=body)
     return nodes + [n("Expand", [v0, f"{p}/step_shape"], "v_init"), scan,
@@ -193,13 +194,13 @@ def _scan(node: onnx.NodeProto, T: int, opset: int, elem_type: int, constant: st
 
 
 def _step_graph(p: str, threshold: str, opset: int, elem_type: int, constant: str | None,
-                sample: tuple[int, ...] = ()) -> onnx.GraphProto:
+                sample: tuple[int, ...] = (), reset: str = "subtract") -> onnx.GraphProto:
     """Scan body: (v, x_t) -> (v_t, spikes_t), one :func:`.ops.if_neuron.step_nodes` step (x_t is
     the outer ``constant`` when given; the scanned step number is then unused); its names are
     prefixed ``<node>/step/`` so they cannot clash with the outer graph's."""
     local = lambda name: f"{p}/step/{name}"  # noqa: E731
     x = constant or local("x")
-    nodes = if_neuron.step_nodes("", local("v"), x, opset, threshold=threshold)
+    nodes = if_neuron.step_nodes("", local("v"), x, opset, threshold=threshold, reset=reset)
     for i, inner in enumerate(nodes):
         if inner.op_type == "CastLike":  # type known here; a Cast keeps our name in profiles
             nodes[i] = inner = helper.make_node("Cast", inner.input[:1], inner.output, name=inner.name, to=elem_type)
