@@ -127,7 +127,10 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
                         "in onnxruntime)")
     p.add_argument("--nir", metavar="OUT.nir", default=None,
                    help="also write the SNN in the Neuromorphic Intermediate Representation (needs 'nir'); "
-                        "with --target nir-portable in the form sinabs, snnTorch and Norse import")
+                        "with --target nir-portable or nir-reset-zero in the form sinabs, snnTorch and Norse import")
+    p.add_argument("--nir-neuron", choices=["IF", "LIF"], default="IF",
+                   help="neuron node of the portable NIR: IF (sinabs, Norse) or LIF, a leak-free LIF, the only "
+                        "neuron snnTorch 1.0 runs from NIR (needs a nir-portable or nir-reset-zero target)")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="also write an HTML report with plots to DIR (needs matplotlib); implies "
                         "--sweep 1,2,4,8,16,32 unless --sweep is given")
@@ -174,6 +177,9 @@ def _run(args) -> dict:
     _check_outputs(args, model, output)
     store = WeightStore()  # the model's weights, held once (onnx2snn.graph.weights)
     ann = store.detach(load_model(model))
+    if args.nir_neuron != "IF" and not config.profile.portable_nir:
+        raise ConfigError(f"--nir-neuron {args.nir_neuron} writes the portable NIR: add --target nir-portable or "
+                          "--target nir-reset-zero")
     if args.nir:
         from .export.nir import check_exportable
         check_exportable(ann, config.rate_boundary,
@@ -192,7 +198,7 @@ def _run(args) -> dict:
         from .export.nir import save_nir
         portable = config.profile.portable_nir
         report["nir"] = guarded("NIR export", report["warnings"],
-                                lambda: save_nir(snn, args.nir, portable) or args.nir)
+                                lambda: save_nir(snn, args.nir, portable, args.nir_neuron) or args.nir)
     if args.report:
         from .export.report_html import write_report
         report["report"] = guarded("HTML report", report["warnings"],

@@ -71,6 +71,7 @@ def _core(result: Result, model: str, output: str | None) -> dict:
         "score_output": ev.score_output if ev else None,
         "calibration_samples": result.calib_samples,
         "method": result.config.method.value,
+        "target": result.config.target,
         "phase": 2 if result.config.runs_phase2 else 1,
         "percentile": result.config.percentile,
         "granularity": result.config.granularity.value,
@@ -145,7 +146,8 @@ def format_text(s: dict) -> str:
     """A table for people: accuracies, per-layer thresholds and firing rates, the output file."""
     lines = [f"onnx2snn {s['version']}: {s['model']} -> SNN with T={s['T']} "
              f"({len(s['layers'])} spiking layers, method {s['method']}, phase {s['phase']}, "
-             f"{s['seconds']:.1f} s)"]
+             + (f"target {s['target']}, " if s.get("target", "onnx") != "onnx" else "")
+             + f"{s['seconds']:.1f} s)"]
     if s["samples"]:
         lines.append(f"evaluated on {s['samples']} samples of {s['data']}")
         lines += _quality_lines(s)

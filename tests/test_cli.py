@@ -63,6 +63,8 @@ def test_model_without_sample_data_exits_2_with_a_hint(tmp_path):
     (["{model}", "--percentile", "101"], "percentile"),
     (["{model}", "-o", "{model}"], "is the input model"),
     (["{model}", "-o", "{tmp}/no/such/dir/x.onnx"], "does not exist"),
+    (["{model}", "--nir", "{tmp}/x.nir", "--nir-neuron", "LIF"], "--target nir-portable"),
+    (["{model}", "--target", "int8", "--phase", "1"], "phase 2"),
 ])
 def test_bad_input_exits_2_with_one_line(shipped, tmp_path, capsys, args, needle):
     args = [a.format(model=shipped, tmp=tmp_path) for a in args]
@@ -109,3 +111,17 @@ def test_json_stdout_stays_clean_when_a_library_prints(shipped, capsys, monkeypa
     captured = capsys.readouterr()
     assert json.loads(captured.out)["T"] == 2
     assert "a library's warning" in captured.err
+
+
+def test_target_is_reported_and_the_portable_nir_written(shipped, tmp_path):
+    """--target nir-portable --nir: the report names the target and the NIR file holds only what
+    sinabs, snnTorch and Norse import."""
+    pytest.importorskip("nir")
+    import nir
+    proc = run_cli(shipped, "-T", 4, "--target", "nir-portable", "--nir", tmp_path / "m.nir", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["target"] == "nir-portable" and report["nir"] == str(tmp_path / "m.nir")
+    assert "target nir-portable" in proc.stderr
+    graph = nir.read(tmp_path / "m.nir")
+    assert {type(n).__name__ for n in graph.nodes.values()} == {"Input", "Output", "Affine", "IF", "Flatten"}

@@ -12,7 +12,9 @@ Methods (all in onnx2snn, same statistics, same test split):
   ours+fit         ours with --fit-weights (weights fitted through the spiking neurons, opt-in)
   nir-portable     ours with --target nir-portable (v(0) = 0: the charge as a bias current)
   int8             ours with --target int8 (int8 weights, integer thresholds, potentials, biases)
-A model a target cannot run (max pooling for nir-portable and int8) is listed as refused.
+  nir-reset-zero   ours with --target nir-reset-zero (neurons that reset to 0, v(0) = 0)
+  speck            ours with --target speck (int8 on one scale per layer, one threshold per layer)
+A model a target cannot run (max pooling for all but onnx) is listed as refused.
 Also, for models with max-pooling, accuracy at large T with the naive per-step max over spikes
 vs the spiking max-pool (``--pool``).
 """
@@ -39,6 +41,8 @@ METHODS = {
     "ours+fit": {"fit_weights": True},
     "nir-portable": {"target": "nir-portable"},
     "int8": {"target": "int8"},
+    "nir-reset-zero": {"target": "nir-reset-zero"},
+    "speck": {"target": "speck"},
 }
 DEFAULT_METHODS = ["max", "percentile", "percentile-half", "ours-phase1", "ours"]
 
