@@ -36,7 +36,7 @@ def test_unknown_target_and_int8_conflicts_are_config_errors():
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_conversions_comply_with_their_target(converted, target):
-    snn = converted("mnist_cnn", 4, data=False, target=target).snn
+    snn = converted("digits_cnn", 4, data=False, target=target).snn
     assert constraints.violations(snn, TARGETS[target]) == []
     meta = {p.key: p.value for p in snn.metadata_props}
     assert meta["onnx2snn.target"] == target
@@ -46,22 +46,22 @@ def test_conversions_comply_with_their_target(converted, target):
 
 
 def test_nir_portable_catches_an_initial_potential(converted):
-    snn = converted("mnist_cnn", 4, data=False, target="nir-portable").snn
+    snn = converted("digits_cnn", 4, data=False, target="nir-portable").snn
     bad = _with_initializer(snn, _neuron(snn).input[2], lambda v: v + 0.25)
     found = constraints.violations(bad, TARGETS["nir-portable"])
     assert len(found) == 1 and "v(0) is not 0" in found[0]
 
 
 def test_nir_portable_catches_thresholds_varying_within_a_channel(converted):
-    snn = converted("mnist_cnn", 4, data=False, target="nir-portable").snn
-    bad = _with_initializer(snn, _neuron(snn).input[1], lambda t: t * np.linspace(1, 2, 28 * 28).reshape(1, 28, 28))
+    snn = converted("digits_cnn", 4, data=False, target="nir-portable").snn
+    bad = _with_initializer(snn, _neuron(snn).input[1], lambda t: t * np.linspace(1, 2, 64).reshape(1, 8, 8))
     assert any("vary within a channel" in v for v in constraints.violations(bad, TARGETS["nir-portable"]))
 
 
 @pytest.mark.parametrize("part,change", [
     ("threshold", lambda t: t * 1.0037), ("v(0)", lambda v: v + 1e-3 * np.abs(v).max() + 1e-4)])
 def test_int8_catches_a_threshold_or_potential_off_the_grid(converted, part, change):
-    snn = converted("mnist_cnn", 4, data=False, target="int8").snn
+    snn = converted("digits_cnn", 4, data=False, target="int8").snn
     neuron = _neuron(snn, 1)
     bad = _with_initializer(snn, neuron.input[1 if part == "threshold" else 2], change)
     found = constraints.violations(bad, TARGETS["int8"])  # a threshold is also the next layer's input unit
@@ -69,15 +69,15 @@ def test_int8_catches_a_threshold_or_potential_off_the_grid(converted, part, cha
 
 
 def test_int8_catches_a_weight_off_the_grid(converted):
-    snn = converted("mnist_cnn", 4, data=False, target="int8").snn
-    conv = next(n for n in snn.graph.node if n.op_type == "Conv" and n.name == "/8/Conv")
+    snn = converted("digits_cnn", 4, data=False, target="int8").snn
+    conv = next(n for n in snn.graph.node if n.op_type == "Conv" and n.name == "/4/Conv")
 
-    def nudge(w):
+    def nudge(w):  # a third of a step on channel 0's smallest weight: off the grid, its scale unchanged
         w = w.copy()
-        w.flat[7] += 0.3 * np.abs(w).max() / 127
+        w[0].flat[np.argmin(np.abs(w[0]))] += 0.3 * np.abs(w[0]).max() / 127
         return w
     found = constraints.violations(_with_initializer(snn, conv.input[1], nudge), TARGETS["int8"])
-    assert found == ["/8/Conv: weights are not int8 multiples of one scale per output channel"]
+    assert found == ["/4/Conv: weights are not int8 multiples of one scale per output channel"]
 
 
 @pytest.mark.parametrize("target", ["nir-portable", "int8"])
@@ -95,11 +95,11 @@ def test_onnx_target_is_unconstrained(converted):
 
 
 def test_speck_catches_two_thresholds_in_a_layer_and_a_bias_out_of_range(converted):
-    snn = converted("mnist_cnn", 4, data=False, target="speck").snn
+    snn = converted("digits_cnn", 4, data=False, target="speck").snn
     neuron = _neuron(snn, 1)
 
     def double_first_channel(t):
-        t = np.broadcast_to(t, (16, 1, 1)).copy()
+        t = np.broadcast_to(t, (32, 1, 1)).copy()
         t[0] *= 2  # still on the grid, but a second threshold
         return t
     found = constraints.violations(_with_initializer(snn, neuron.input[1], double_first_channel), TARGETS["speck"])
