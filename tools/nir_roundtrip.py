@@ -2,9 +2,10 @@
 back with the NIR consumers' own importers, simulate, and compare with onnx2snn's own SNN.
 
     python -m venv peers && . peers/bin/activate
-    pip install torch==2.13.0 nir==1.0.8 nirtorch==2.6 snntorch==1.0.0 norse==1.1.0 h5py
-    pip install --no-deps sinabs==3.1.3 && pip install pbr     # sinabs pins nir<=1.0.4 and a samna stub
-    python tools/nir_roundtrip.py [--models ...] [-T 8 32] [--targets onnx nir-portable nir-reset-zero] [--json]
+    pip install -e '.[peers]'                  # torch 2.13 CPU, nir 1.0.8, nirtorch 2.6, snnTorch 1.0.0, Norse 1.1.0
+    pip install --no-deps sinabs==3.1.3        # it pins nir<=1.0.4 and a samna stub; works with nir 1.0.8
+    python tools/nir_roundtrip.py [--models ...] [-T 8 32] [--targets onnx nir-portable nir-reset-zero]
+                                  [--samples N] [--json]
 
 Per model, target and T, the NIR file is written the way the CLI writes it (``--target onnx``: the
 exact form, Scale/AvgPool2d nodes and the IF metadata; ``--target nir-portable`` and
@@ -198,18 +199,18 @@ def consume(run, graph, x, y, ref) -> dict:
             "spikes": [round(v) for v in counter.totals.values()]}
 
 
-def roundtrip(name: str, target: str, T: int, consumers: list[str], folder: Path) -> dict:
+def roundtrip(name: str, target: str, T: int, consumers: list[str], folder: Path, samples: int | None) -> dict:
     import nir
 
     base = MODELS / name
     config = onnx2snn.Config(T=T, target=target)
-    row = {"model": name, "target": target, "T": T}
+    row = {"model": name, "target": target, "T": T, "samples": samples}
     try:
         result = onnx2snn.convert(f"{base}.onnx", f"{base}.calib.npz", config)
     except onnx2snn.Onnx2SnnError as exc:
         return row | {"error": str(exc).splitlines()[0]}
     test = np.load(f"{base}.test.npz")
-    x, y = test["x"].astype(np.float32), test["y"]
+    x, y = test["x"][:samples].astype(np.float32), test["y"][:samples]
     out, spikes = ours(result.snn, x, config)
     ref = {"pred": out.argmax(1), "T_steps": range(T)}
     row |= {"onnx2snn": {"accuracy": float(np.mean(ref["pred"] == y)), "spikes": [round(v) for v in spikes]}}
@@ -247,6 +248,8 @@ def main() -> None:
     p.add_argument("-T", type=int, nargs="+", default=[8, 32])
     p.add_argument("--targets", nargs="+", default=["onnx", "nir-portable", "nir-reset-zero"])
     p.add_argument("--consumers", nargs="+", default=list(CONSUMERS), choices=list(CONSUMERS))
+    p.add_argument("--samples", type=int, default=None,
+                   help="the first N samples of each test split (default: all; fashion_cnn has 5,000)")
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", action="store_true")
     args = p.parse_args()
@@ -256,7 +259,7 @@ def main() -> None:
         for name in args.models:
             for target in args.targets:
                 for T in args.T:
-                    rows.append(roundtrip(name, target, T, args.consumers, Path(tmp)))
+                    rows.append(roundtrip(name, target, T, args.consumers, Path(tmp), args.samples))
                     print(_line(rows[-1]), file=sys.stderr, flush=True)
                     for label in args.consumers:
                         if not rows[-1].get(label, {"loads": True})["loads"]:
