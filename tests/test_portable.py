@@ -39,10 +39,11 @@ def test_family_portable_file_simulates_as_onnx2snn(family, target, tmp_path):
 
 
 def test_shipped_cnn_portable_form_spikes_as_the_exact_form(converted):
-    """mnist_cnn (three average pools, per-channel thresholds, input scaling): the portable graph's
-    spike count per layer equals the exact form's, and the outputs agree to float rounding."""
-    snn = converted("mnist_cnn", 4, data=False).snn
-    x = np.load(MODELS / "mnist_cnn.test.npz")["x"][:100]
+    """digits_cnn (two average pools, per-channel thresholds, input scaling, v(0) in the metadata):
+    the portable graph's spike count per layer equals the exact form's, and the outputs agree to
+    float rounding."""
+    snn = converted("digits_cnn", 4).snn
+    x = np.load(MODELS / "digits_cnn.test.npz")["x"][:200]
     exact, portable = to_nir(snn), to_nir(snn, portable=True)
     assert "Scale" in _kinds(exact) and "AvgPool2d" in _kinds(exact)
     assert _kinds(portable) == {"Input", "Output", "Conv2d", "Affine", "IF", "Flatten"}

@@ -33,14 +33,8 @@ What NIR's IF cannot express, and is therefore written to each IF node's ``metad
 A consumer that honours these four entries reproduces onnx2snn's spike counts exactly (up to float
 summation order); one that does not, simulates a different neuron (see tools/nir_roundtrip.py).
 ``portable=True`` rewrites the graph into what sinabs, snnTorch and Norse import as shipped
-(:mod:`.portable`: no Scale or pooling nodes, thresholds 1); convert with ``--target nir-portable``
-so that v(0) is 0, which none of them has. What each consumer then simulates differently
-(docs/deployment.md, measured by tools/nir_roundtrip.py):
-  * sinabs 3.1 (IF -> IAFSqueeze): reset by subtraction as here; several spikes in one step when
-    v >= 2 theta, and v clipped at -theta;
-  * Norse 1.1 (IF -> IAFCell): reset to 0 (the NIR IF's v_reset), fires on v > theta;
-  * snnTorch 1.0: its IF import cannot run a graph where an IF feeds a layer; the ``neuron="LIF"``
-    form runs as Leaky(beta = 1, reset to 0), like Norse.
+(:mod:`.portable`, which also says what each of them simulates differently); convert with
+``--target nir-portable`` (or ``nir-reset-zero``) so that v(0) is 0, which none of them has.
 Not expressible at all (refused with the node names): spiking MaxPool (NIR has no max pooling),
 Concat, padded average pooling, grouped/depthwise convolution (nir 1.0.8 infers a grouped conv's
 input width as ``weight.shape[1]`` and rejects the graph on reading), any other op between

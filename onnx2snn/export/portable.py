@@ -26,9 +26,14 @@ Norse pass Flatten's ``start_dim`` to torch unchanged (NIR shapes have no batch 
 
 The result holds only Input, Output, Conv2d, Affine, IF and Flatten nodes, IF thresholds all 1;
 anything else (Conv1d: snnTorch and Norse have none) raises :class:`UnsupportedModelError` naming
-the node. What the consumers simulate differently from onnx2snn's IF neuron (their reset, initial
-potential, leak, spikes per step) cannot be expressed in the graph: see :mod:`.nir` and
-docs/deployment.md.
+the node. What the consumers simulate differently from onnx2snn's IF neuron cannot be expressed
+in the graph (measured by tools/nir_roundtrip.py, docs/deployment.md):
+  * sinabs 3.1 (IF -> IAFSqueeze): reset by subtraction as onnx2snn; several spikes in one step
+    when v >= 2 theta, v clipped at -theta, v(0) = 0: the ``nir-portable`` target's neuron;
+  * Norse 1.1 (IF -> IAFCell): reset to 0 (NIR's v_reset), fires on v > theta, v(0) = 0: the
+    ``nir-reset-zero`` target's neuron;
+  * snnTorch 1.0: its IF import cannot run a graph where an IF feeds a layer; the ``neuron="LIF"``
+    form runs as Leaky(beta = 1, reset to 0), Norse's neuron.
 """
 
 from __future__ import annotations
