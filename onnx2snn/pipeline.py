@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import onnx
 
-from .calibration import calibrate, guard, targets, thresholds
+from .calibration import calibrate, guard, quantize, targets, thresholds
 from .calibration import stats as stats_mod
 from .config import Config
-from .errors import CalibrationError
+from .errors import CalibrationError, UnsupportedModelError
 from .data import Dataset, as_dataset
 from .graph import load, weights
 from .graph import plan as plan_mod
@@ -166,7 +166,12 @@ def prepare(model: str | os.PathLike | onnx.ModelProto, calib: Dataset | dict | 
     ann = store.detach(load.normalize(store.detach(raw)))  # weights made by folding go to the store too
     del raw
     plan = plan_mod.make_plan(ann, config.rate_boundary)
-    constraints.refuse_up_front(ann, config.profile)
+    problems = constraints.up_front_problems(ann, config.profile)
+    problems += quantize.quantize_problems(ann, plan) if config.profile.int8 else []
+    if problems:  # every node the target cannot run, once each, before any work
+        seen: set[str] = set()
+        unique = [p for p in problems if not (p[0] in seen or seen.add(p[0]))]
+        raise UnsupportedModelError(f"target '{config.target}' cannot run this model:", unique)
     calib = as_dataset(calib, ann, "calibration data").head(config.calib_samples)
     data = as_dataset(data, ann, "test data") if data is not None else None
     if data is not None:

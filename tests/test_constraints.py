@@ -85,7 +85,8 @@ def test_max_pooling_is_refused_up_front_by_name(target):
     with pytest.raises(onnx2snn.UnsupportedModelError) as err:
         onnx2snn.prepare(MODELS / "digits_resnet.onnx", MODELS / "digits_resnet.calib.npz",
                          onnx2snn.Config(T=4, target=target))
-    assert [p[0] for p in err.value.problems] == ["/5/MaxPool", "/7/MaxPool"]
+    names = [p[0] for p in err.value.problems]  # int8 also names the residual sums
+    assert names == ["/5/MaxPool", "/7/MaxPool"] + (["/4/relu/Relu", "/6/relu/Relu"] if target == "int8" else [])
 
 
 def test_onnx_target_is_unconstrained(converted):
@@ -109,3 +110,12 @@ def test_speck_catches_two_thresholds_in_a_layer_and_a_bias_out_of_range(convert
     found = constraints.violations(  # 1000 thresholds: on the grid, far beyond 127 steps
         _with_initializer(snn, bias.input[1], lambda b: np.broadcast_to(1000 * theta, b.shape)), TARGETS["speck"])
     assert found == [f"{neuron.name}: bias exceeds 127 steps of the layer's weight scale"]
+
+
+def test_int8_refuses_layers_without_a_conv_or_gemm_of_their_own_up_front():
+    """skl2onnx's MLP computes each layer as MatMul + Add: both layers named before any work."""
+    base = MODELS / "exporters" / "digits_sklearn"
+    with pytest.raises(onnx2snn.UnsupportedModelError) as err:
+        onnx2snn.prepare(f"{base}.onnx", f"{base}.calib.npz", onnx2snn.Config(T=4, target="int8"))
+    assert [p[0] for p in err.value.problems] == ["Relu", "Relu1"]
+    assert "MatMul + Add" in err.value.problems[0][2]

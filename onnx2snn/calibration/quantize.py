@@ -25,14 +25,35 @@ from ..targets import Target
 from .refit import replace_weights, weighted_source
 
 
+def quantize_problems(ann: onnx.ModelProto, plan: Plan) -> list[tuple[str, str, str, str]]:
+    """Before any work, as UnsupportedModelError problems: every spiking layer whose current is not
+    one Conv/Gemm of its own, and every op between spiking layers with no integer form."""
+    problems, shapes = [], load.sample_shapes(ann)
+    ones = {layer.output: np.ones(()) for layer in plan.layers}
+    for layer in plan.layers:
+        source = weighted_source(ann, layer.current)
+        if source is None:
+            problems.append(_not_one_layer(layer))
+            continue
+        node = next(n for n in ann.graph.node if n.name == source.name)
+        try:
+            int8.input_factors(ann, node, ones, shapes)
+        except UnsupportedModelError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+    return problems
+
+
+def _not_one_layer(layer) -> tuple[str, str, str, str]:
+    return (layer.name, layer.op_type, "its input current is not one Conv/Gemm with weights of its own "
+            "(a MatMul + Add, shared weights, or a sum of layers)", "use --target onnx")
+
+
 def quantize_layer(work: onnx.ModelProto, plan: Plan, layer, params: dict[str, LayerParams], target: Target
                    ) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
     """(``work`` with layer's weights and bias quantised, its sigma per output channel, its bias)."""
     source = weighted_source(work, layer.current)
     if source is None:
-        raise UnsupportedModelError("the int8 target cannot quantise this layer:",
-                                    [(layer.name, layer.op_type, "its input current is not one Conv/Gemm with "
-                                      "weights of its own", "use --target onnx")])
+        raise UnsupportedModelError("the int8 target cannot quantise this layer:", [_not_one_layer(layer)])
     return _quantize(work, plan, params, source.name, target, keep_bias=False)
 
 

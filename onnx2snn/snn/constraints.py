@@ -1,10 +1,11 @@
 """A target profile's constraints (:mod:`onnx2snn.targets`), checked on models.
 
-:func:`refuse_up_front` rejects, before any work, an ANN whose SNN the target cannot run (all its
-nodes at once); :func:`violations` reads a converted SNN -- its IFNeuron nodes and the rewrite's
-record, nothing else -- and lists every parameter or node the target does not allow. The pipeline
-runs it on every conversion, so a constraint that calibration failed to honour is an error, not
-a silently different model.
+:func:`up_front_problems` lists, before any work, the nodes of an ANN that the target cannot run
+(the pipeline refuses them all at once, with those of :mod:`onnx2snn.calibration.quantize`).
+:func:`violations` reads a converted SNN -- its IFNeuron nodes and the rewrite's record, nothing
+else -- and lists every parameter or node the target does not allow. The pipeline runs it on every
+conversion, so a constraint that calibration failed to honour is an error, not a silently
+different model.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ..errors import UnsupportedModelError
 from ..graph import load, weights
 from ..ops import Role, if_neuron, lookup_proto
 from ..targets import Target
@@ -20,15 +20,13 @@ from . import int8
 from .rewrite import Record
 
 
-def refuse_up_front(ann: onnx.ModelProto, target: Target) -> None:
-    """UnsupportedModelError listing the ANN's nodes that ``target`` cannot run."""
+def up_front_problems(ann: onnx.ModelProto, target: Target) -> list[tuple[str, str, str, str]]:
+    """The ANN's nodes that ``target`` cannot run, as UnsupportedModelError problems."""
     if target.max_pool:
-        return
-    problems = [(n.name, n.op_type, f"max pooling has no form on target '{target.name}'",
+        return []
+    return [(n.name, n.op_type, f"max pooling has no form on target '{target.name}'",
                  "use average pooling in the ANN, or convert with --target onnx")
-                for n in ann.graph.node if (spec := lookup_proto(n)) is not None and spec.role is Role.MAXPOOL]
-    if problems:
-        raise UnsupportedModelError(f"target '{target.name}' cannot run this model:", problems)
+            for n in ann.graph.node if (spec := lookup_proto(n)) is not None and spec.role is Role.MAXPOOL]
 
 
 def violations(snn: onnx.ModelProto, target: Target) -> list[str]:
