@@ -184,9 +184,9 @@ def ours(snn, x: np.ndarray, config) -> tuple[np.ndarray, list[float]]:
     return np.concatenate(outs), counts.tolist()
 
 
-def consume(run, graph, x, y, ref) -> dict:
+def consume(run, graph, x, y, T: int, ref: np.ndarray) -> dict:
     try:
-        module, kinds, step = run(graph, x, len(ref["T_steps"]))
+        module, kinds, step = run(graph, x, T)
         counter = _Counter(module, kinds)
         with torch.no_grad():
             out = np.concatenate([step(x[i:i + BATCH]) for i in range(0, len(x), BATCH)])
@@ -195,7 +195,7 @@ def consume(run, graph, x, y, ref) -> dict:
             traceback.print_exc()
         return {"loads": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
     pred = out.argmax(1)
-    return {"loads": True, "accuracy": float(np.mean(pred == y)), "agreement": float(np.mean(pred == ref["pred"])),
+    return {"loads": True, "accuracy": float(np.mean(pred == y)), "agreement": float(np.mean(pred == ref)),
             "spikes": [round(v) for v in counter.totals.values()]}
 
 
@@ -212,8 +212,8 @@ def roundtrip(name: str, target: str, T: int, consumers: list[str], folder: Path
     test = np.load(f"{base}.test.npz")
     x, y = test["x"][:samples].astype(np.float32), test["y"][:samples]
     out, spikes = ours(result.snn, x, config)
-    ref = {"pred": out.argmax(1), "T_steps": range(T)}
-    row |= {"onnx2snn": {"accuracy": float(np.mean(ref["pred"] == y)), "spikes": [round(v) for v in spikes]}}
+    ref = out.argmax(1)
+    row |= {"onnx2snn": {"accuracy": float(np.mean(ref == y)), "spikes": [round(v) for v in spikes]}}
     portable = config.profile.portable_nir
     for label in consumers:
         neuron, run = CONSUMERS[label]
@@ -224,7 +224,7 @@ def roundtrip(name: str, target: str, T: int, consumers: list[str], folder: Path
             except onnx2snn.Onnx2SnnError as exc:
                 row[label] = {"loads": False, "error": f"not written: {str(exc).splitlines()[0]}"}
                 continue
-        row[label] = consume(run, nir.read(path), x, y, ref)
+        row[label] = consume(run, nir.read(path), x, y, T, ref)
     return row
 
 

@@ -45,6 +45,7 @@ import onnx
 
 from ..config import Config
 from ..data import Dataset
+from ..graph import load
 from ..graph.cut import GraphIndex, segment_inputs
 from ..graph.plan import Plan
 from ..progress import progress
@@ -100,6 +101,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
     held = targets.nbytes + search_work(max(r for r, _ in search), max(n for _, n in search), config)
     store = SpikeStore(len(calib), config.T, ram=max(0, budget.free(held)) // 4)
     fitted, fits = dict(params), []
+    shapes = load.sample_shapes(ann) if config.profile.int8 else {}  # int8: what a Flatten spreads
     with IFKernel(config.T, config) as kernel:
         try:
             for i, layer in enumerate(progress(plan.layers, total=len(plan.layers), desc="phase 2")):
@@ -111,7 +113,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                         work, snn = refit, build(refit, plan, params, config.T)[0]
                         index = GraphIndex(snn)
                 if config.profile.int8:  # quantised now that the thresholds before it are final
-                    work, sigma, layer_bias = quantize_layer(work, plan, layer, fitted, config.profile)
+                    work, sigma, layer_bias = quantize_layer(work, plan, layer, fitted, config.profile, shapes)
                     snn = build(work, plan, params, config.T)[0]
                     index = GraphIndex(snn)
                 store.create(layer.output, targets.layer(layer.name).shape, np.float32)
@@ -135,7 +137,7 @@ def phase2(ann: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], cal
                 _release(store, kernel, [n for n in names[: i + 1] if last_use[n] <= i])
             if config.profile.int8:
                 work = quantize_readout(work, plan, fitted, {weighted_source(work, x.current).name
-                                                             for x in plan.layers}, config.profile)
+                                                             for x in plan.layers}, config.profile, shapes)
                 index = GraphIndex(build(work, plan, params, config.T)[0])
             rows = len(targets.scores)
             snn_scores = _search_scores(index, score, set(names), calib.head(rows), store, config, budget, held)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
 
 from ..errors import UnsupportedModelError
 from ..graph import load, weights
@@ -48,42 +49,39 @@ def _not_one_layer(layer) -> tuple[str, str, str, str]:
             "(a MatMul + Add, shared weights, or a sum of layers)", "use --target onnx")
 
 
-def quantize_layer(work: onnx.ModelProto, plan: Plan, layer, params: dict[str, LayerParams], target: Target
-                   ) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
-    """(``work`` with layer's weights and bias quantised, its sigma per output channel, its bias)."""
+def quantize_layer(work: onnx.ModelProto, plan: Plan, layer, params: dict[str, LayerParams], target: Target,
+                   shapes: dict[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """(``work`` with layer's weights and bias quantised, its sigma per output channel, its bias);
+    ``shapes``: the model's sample shapes (:func:`onnx2snn.graph.load.sample_shapes`, which
+    quantising does not change)."""
     source = weighted_source(work, layer.current)
     if source is None:
         raise UnsupportedModelError("the int8 target cannot quantise this layer:", [_not_one_layer(layer)])
-    return _quantize(work, plan, params, source.name, target, keep_bias=False)
+    return _quantize(work, plan, params, source, target, shapes, keep_bias=False)
 
 
 def quantize_readout(work: onnx.ModelProto, plan: Plan, params: dict[str, LayerParams], done: set[str],
-                     target: Target) -> onnx.ModelProto:
+                     target: Target, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
     """``work`` with every Conv/Gemm not in ``done`` (the layers' own) quantised, bias kept."""
-    for node in [n for n in work.graph.node if n.op_type in ("Conv", "Gemm") and n.name not in done]:
-        work = _quantize(work, plan, params, node.name, target, keep_bias=True)[0]
+    for node in [n for n in weights.import_graph(work).nodes if n.op in ("Conv", "Gemm") and n.name not in done]:
+        work = _quantize(work, plan, params, node, target, shapes, keep_bias=True)[0]
     return work
 
 
-def _quantize(work, plan, params, name: str, target: Target, keep_bias: bool):
-    node = next(n for n in work.graph.node if n.name == name)
+def _quantize(work, plan, params, source: gs.Node, target: Target, shapes, keep_bias: bool):
+    """Quantise the Conv/Gemm ``source`` of ``work`` (see the module docstring)."""
+    node = next(n for n in work.graph.node if n.name == source.name)
     thetas = {layer.output: params[layer.name].threshold for layer in plan.layers}
-    c = int8.input_factors(work, node, thetas, load.sample_shapes(work))
-    w = int8.weight(work, node)
+    c = int8.input_factors(work, node, thetas, shapes)
+    w = int8.initializer(work, node.input[1])
     w_out = int8.output_major(node, w)
-    b = (int8.weight(work, _bias_view(node)) if len(node.input) > 2 and node.input[2]
-         else np.zeros(len(w_out), w.dtype))
+    has_bias = len(node.input) > 2 and node.input[2]
+    b = int8.initializer(work, node.input[2]) if has_bias else np.zeros(len(w_out), w.dtype)
     b = np.broadcast_to(b, (len(w_out),)).astype(w.dtype)
     limited = target.bias_levels is not None and not keep_bias
     new, sigma = int8.quantize(w_out, c, target.layer_scale, b if limited else None)
     b = b if keep_bias else int8.on_grid(b, sigma, limit=target.bias_levels).astype(w.dtype)
-    gs_node = next(n for n in weights.import_graph(work).nodes if n.name == name)
-    return replace_weights(work, gs_node, int8.output_major(node, new), b), sigma, b
-
-
-def _bias_view(node: onnx.NodeProto):
-    """A stand-in whose input 1 is ``node``'s bias (for :func:`int8.weight`)."""
-    return onnx.helper.make_node(node.op_type, [node.input[0], node.input[2]], ["_"])
+    return replace_weights(work, source, int8.output_major(node, new), b), sigma, b
 
 
 def integer_params(p: LayerParams, sigma: np.ndarray, shape: tuple[int, ...], target: Target,

@@ -68,7 +68,7 @@ def _int8_violations(snn, neurons, consts, record, target: Target) -> list[str]:
     layers = {_source(n.input[0], producers, init)[0] for n in neurons}  # Conv/Gemm outputs feeding neurons
     for node in [n for n in snn.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in init]:
         c = int8.input_factors(snn, node, thetas, shapes, aliases)
-        w = int8.output_major(node, int8.weight(snn, node)).astype(np.float64)
+        w = int8.output_major(node, int8.initializer(snn, node.input[1])).astype(np.float64)
         cb = c.reshape((1, -1) + (1,) * (w.ndim - 2)) if c.ndim else c
         eff = w * cb
         peak = np.abs(eff.reshape(len(eff), -1)).max(axis=1)
@@ -79,7 +79,7 @@ def _int8_violations(snn, neurons, consts, record, target: Target) -> list[str]:
         sigma = np.full_like(sigma, sigma.max()) if target.layer_scale else sigma
         sigma = np.where(sigma > 0, sigma, 1.0)
         sigmas[node.output[0]] = sigma
-        if _off(eff, sigma):
+        if int8.off_grid(eff, sigma):
             found.append(f"{node.name}: weights are not int8 multiples of one scale per output channel")
     for node in neurons:
         source, biases = _source(node.input[0], producers, init)
@@ -98,7 +98,7 @@ def _int8_violations(snn, neurons, consts, record, target: Target) -> list[str]:
                 ("bias", sum(np.broadcast_to(b.reshape(channel) if b.size == sigma.size else b, channel)
                              for b in biases) if biases else np.zeros(channel))), limits):
             value = np.broadcast_to(value, np.broadcast_shapes(np.shape(value), channel))
-            if _off(value, sigma):
+            if int8.off_grid(value, sigma):
                 found.append(f"{node.name}: {what} is not an integer multiple of the layer's weight scale")
             elif limit is not None and np.any(np.abs(value / np.reshape(sigma, channel)) > limit + 0.5 + 1e-3):
                 found.append(f"{node.name}: {what} exceeds {limit} steps of the layer's weight scale")
@@ -123,9 +123,3 @@ def _source(tensor, producers, init) -> tuple[str, list]:
         biases.append(weights.to_array(init[const[0]]))
         tensor = next(i for i in node.input if i not in init)
     return tensor, biases
-
-
-def _off(values, sigma) -> bool:
-    """``values / sigma`` (channel on axis 0) further than float32 rounding from integers."""
-    r = np.asarray(values, np.float64) / sigma.reshape((-1,) + (1,) * (np.ndim(values) - 1))
-    return bool(np.any(np.abs(r - np.rint(r)) > 1e-3 + 1e-6 * np.abs(r)))

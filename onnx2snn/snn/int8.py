@@ -85,18 +85,14 @@ def _analog(node, producers, thetas, consts) -> bool:
     return True
 
 
-def _attr(node: onnx.NodeProto, name: str):
-    return next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name)
-
-
 def output_major(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray:
     """The weight with the output channel on axis 0 (a Gemm's B is [in, out] unless transB)."""
-    if node.op_type == "Gemm" and not _attr_or(node, "transB", 0):
+    if node.op_type == "Gemm" and not _attr(node, "transB", 0):
         return w.T
     return w
 
 
-def _attr_or(node, name, default):
+def _attr(node: onnx.NodeProto, name: str, default=None):
     found = [a for a in node.attribute if a.name == name]
     return onnx.helper.get_attribute_value(found[0]) if found else default
 
@@ -147,14 +143,13 @@ def potential_on_grid(values: np.ndarray, sigma: np.ndarray, limit: int | None =
     return ((m + 0.5) * s).astype(np.float32)
 
 
-def off_grid(values: np.ndarray, sigma: np.ndarray) -> float:
-    """Largest distance of ``values / sigma`` (channel on axis 0) from an integer: 0 on the grid."""
-    v = np.asarray(values, np.float64)
-    r = v / sigma.reshape((-1,) + (1,) * (v.ndim - 1))
-    return float(np.max(np.abs(r - np.rint(r)), initial=0.0))
+def off_grid(values: np.ndarray, sigma: np.ndarray) -> bool:
+    """Whether ``values / sigma`` (channel on axis 0) lie further than float32 rounding from
+    integers."""
+    r = np.asarray(values, np.float64) / sigma.reshape((-1,) + (1,) * (np.ndim(values) - 1))
+    return bool(np.any(np.abs(r - np.rint(r)) > 1e-3 + 1e-6 * np.abs(r)))
 
 
-def weight(model: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
-    """The node's constant weight (input 1) as an array."""
-    init = next(i for i in model.graph.initializer if i.name == node.input[1])
-    return weights.to_array(init)
+def initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
+    """The initializer ``name`` as an array."""
+    return weights.to_array(next(i for i in model.graph.initializer if i.name == name))
