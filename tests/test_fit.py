@@ -11,6 +11,7 @@ from onnx2snn import Config
 from onnx2snn.calibration import fit
 from onnx2snn.calibration.refit import NormalEquations
 from onnx2snn.calibration.targets import LayerTargets
+from onnx2snn.simulation.budget import Budget
 from onnx2snn.snn.params import LayerParams
 
 T, CIN, COUT, SIZE = 4, 3, 4, 6
@@ -51,7 +52,7 @@ def layer_case(samples=96, seed=0):
         spikes.append(s)
     spikes = np.stack(spikes)  # [T, N, C, H, W]
     positions = np.arange(SIZE * SIZE)
-    cols = np.stack([fit._at_positions(spikes[t], node, positions) for t in range(T)])
+    cols = np.stack([fit._at_positions(spikes[t], node, positions) for t in range(T)], axis=1)  # [N, T, P, K]
     z = conv(rate, node)
     theta = np.float32(np.percentile(z[z > 0], 98))
     a = np.clip(z, 0, theta).reshape(samples, -1).astype(np.float32)
@@ -75,7 +76,7 @@ def test_gradient_matches_finite_differences_of_the_envelope_loss(monkeypatch):
     """With the count replaced by its envelope (the surrogate the backward pass uses), the
     analytic gradient equals central differences of the loss."""
     node, cols, target, params, _, _ = layer_case(samples=6)
-    layer = fit._Layer(cols[:, :6].astype(np.float64), target, params, T, node)
+    layer = fit._Layer(cols[:6].astype(np.float64), target, params, T, node)
 
     def envelope(wb, rows):
         c = layer.currents(wb, rows)
@@ -110,6 +111,34 @@ def test_fitted_layer_beats_phase2_alone_and_the_least_squares_refit_on_held_bac
     best, before, after = fit.fit_layer(layer, z.reshape(len(z), -1)[:split], split, rows)
     assert after == layer.loss(best, held)
     assert after < 0.95 * before and after <= refit * (1 + 1e-6), (before, refit, after)
+
+
+def test_held_back_record_judges_the_layer_calibrated_again():
+    """The held-back samples kept after the fit (``_Layer.rows``) with the fit's parameters give its
+    held-back loss; other parameters (the layer calibrated again) change it, and the record does not
+    share its arrays with the freed fit samples."""
+    node, cols, target, params, z, _ = layer_case()
+    layer = fit._Layer(cols, target, params, T, node)
+    split, rows = 72, 96
+    best, _, after = fit.fit_layer(layer, z.reshape(len(z), -1)[:split], split, rows)
+    held = layer.rows(slice(split, rows))
+    assert not np.shares_memory(held.cols, layer.cols) and len(held.a) == rows - split
+    assert held.loss(best, slice(None)) == after
+    other = LayerParams(np.float32(params.threshold * 1.3), np.float32(params.v0 * 1.3), "test")
+    assert held.with_params(other).loss(best, slice(None)) != after
+    assert held.loss(best, slice(None)) == after  # with_params leaves the record as it was
+
+
+def test_fit_set_size_does_not_depend_on_the_budget():
+    """The fit's samples are fixed by FIT_BYTES: two budgets that both hold them give the same
+    count; a budget whose free room cannot hold them cuts it (the only case the fit depends on it)."""
+    node = conv_node(np.random.default_rng(0))
+    args = (4096, COUT * 64, (COUT, 16, 16), Config(T=8))
+    per_sample = 9 * 64 * CIN * 9 * 4 + 16 * COUT * 64 * 8
+    assert fit._rows(*args, Budget(64 << 30), 0, node) == fit._rows(*args, Budget(16 << 30), 0, node) \
+        == min(4096, fit.FIT_BYTES // per_sample)
+    small = Budget(1 << 30)
+    assert fit._rows(*args, small, 0, node) == max(0, small.free()) // 2 // per_sample < fit.FIT_BYTES // per_sample
 
 
 def test_fit_weights_conversion_is_deterministic_and_reported():

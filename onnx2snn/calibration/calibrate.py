@@ -158,21 +158,22 @@ def _release(store: SpikeStore, kernel: IFKernel, done: list[str]) -> None:
 def _fit_layer_weights(work, ann, plan, params, snn, layer, available, calib, store, config, budget, held, targets,  # noqa: PLR0913
                        kernel, fitter, p, fit):
     """Fit the layer's weights through its neurons (:mod:`.fit`), calibrate the layer again on the
-    new SNN and keep that only when its rate error on the search samples held back from the fit is
+    new SNN and keep that only when its rate error on the samples held back from the fit is
     lower: (model, snn, params, fit) then, else None (the layer's spikes with ``p`` are stored
     again)."""
-    found = fit_weights(work, ann, snn, layer.current, targets.layer(layer.name), p, available, calib, store, config,
+    found = fit_weights(work, ann, snn, layer, targets.layer(layer.name).shape, p, available, calib, store, config,
                         budget, held)
     if found is None:
         return None
     new_snn = build(found.model, plan, params, config.T)[0]
+    held += found.held_back.cols.nbytes + found.held_back.mean.nbytes
     runs = LayerRuns(found.model, plan, params, GraphIndex(new_snn), layer, available, calib, store, config, budget,
                      held)
     new_fitter = LayerFitter(runs, targets, layer.name, config, kernel)
     p_new, fit_new = new_fitter.fit(params[layer.name], layer.output)
-    before, after = fitter.held_back_error(p, found.held_back), new_fitter.held_back_error(p_new, found.held_back)
-    log.debug("weight fit %s: held-back %.4g -> %.4g after the fit, %.4g -> %.4g calibrated again", layer.name,
-              found.held_before, found.held_after, before, after)
+    before, after = found.held_before, found.held_back_error(p_new)
+    log.debug("weight fit %s: held-back %.4g -> %.4g after the fit, %.4g calibrated again", layer.name, before,
+              found.held_after, after)
     if after < before:
         return found.model, new_snn, p_new, dataclasses.replace(fit_new, weights_change=found.change)
     fitter._commit(layer.output, p)  # the layer's spikes as they were

@@ -3,7 +3,7 @@
 For a spiking layer whose current is the output of one Conv (groups 1, 1-D or 2-D) or Gemm,
 ``c_t = W x_t + b`` (``x_t``: that op's input at step t in the SNN whose earlier layers are already
 calibrated), the layer's rate ``r = theta / T * count_T(IF(c; theta, v0, bias))`` is fitted to the
-ANN activation ``a`` on the search set (samples and neurons of :mod:`.targets`):
+ANN activation ``a`` on the fit's samples and neurons (below):
 
     min_{W, b}  L = sum (r - a)^2
 
@@ -16,18 +16,22 @@ derivative is ``1 / theta`` inside ``(0, T theta)`` and 0 outside; with ``sum_t 
     m_n = 1[0 < sum_t c_t + v0 + T bias < T theta]
 
 over the neurons n of output channel o (``x_bar``: the mean over T of the input patch at the
-neuron's position; for a Conv the gradient is a correlation of patches, im2col). The first
-``FIT_SHARE`` of the search samples fit, the rest are held back. The start is the better, on the
-held-back samples, of the current weights and their least-squares refit to the ANN's current
-(``x_bar W + b ~ z``, ridge towards W, as :mod:`.refit` but at the search neurons); Adam then takes
+neuron's position; for a Conv the gradient is a correlation of patches, im2col). The fit has a set
+of its own, larger than phase 2's search set: the phase-2 samples (as many as ``FIT_BYTES`` of
+patches hold) at up to ``FIT_NEURONS`` neurons (every channel, the same random positions in each); the search
+set's 256 samples x 2,048 neurons over-fit (docs/accuracy.md). The first ``FIT_SHARE`` of its
+samples fit, the rest are held back. The start is the better, on the held-back samples, of the
+current weights and their least-squares refit to the ANN's current
+(``x_bar W + b ~ z``, ridge towards W, as :mod:`.refit` but at the fit's neurons); Adam then takes
 ``ITERATIONS`` full-batch steps, and the weights with the lowest held-back loss among the start and
 the iterates are returned -- none when they do not beat the current weights there.
-Deterministic: no random numbers. Memory: the patches of the search samples at the search
-positions, all steps, sized against the budget (fewer samples when they do not fit).
+Deterministic: the neurons are drawn with a fixed seed, the samples are as many as ``FIT_BYTES``
+holds, whatever the budget (fewer, logged, only when half the budget's free room is smaller).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 
@@ -37,6 +41,7 @@ import onnx_graphsurgeon as gs
 
 from ..config import Config
 from ..data import Dataset
+from ..graph.plan import Layer
 from ..simulation.budget import Budget
 from ..simulation.footprint import footprint
 from ..snn.params import LayerParams
@@ -44,12 +49,14 @@ from ..simulation.runtime import expose, make_session, plan_runs, run_batches
 from .refit import RIDGE, conv_patches, replace_weights, weighted_source
 from .segments import Segment, block_feeds, blocks
 from .spikes import SpikeStore
-from .targets import LayerTargets
+from .targets import LayerTargets, search_neurons
 
 log = logging.getLogger(__name__)
 
 ITERATIONS = 50
 FIT_SHARE = 0.75
+FIT_NEURONS = 8192
+FIT_BYTES = 1 << 30  # the fit set's patches, whatever the budget (_rows)
 LEARNING_RATE = 0.02  # Adam's step, relative to the root mean square of the starting weights
 MIN_SAMPLES = 16
 
@@ -61,40 +68,48 @@ class WeightFit:
     (weights and bias together)."""
 
     model: onnx.ModelProto
-    held_back: slice
     held_before: float
     held_after: float
     change: float
+    held_back: _Layer  # the layer on the held-back samples, to judge the layer calibrated again
+    weights: np.ndarray  # the fitted [W; b]
+
+    def held_back_error(self, p: LayerParams) -> float:
+        """sum (r - a)^2 on the held-back samples with the fitted weights and parameters ``p``."""
+        return self.held_back.with_params(p).loss(self.weights, slice(None))
 
 
-def fit_weights(work: onnx.ModelProto, ann: onnx.ModelProto, snn, current: str, target: LayerTargets,  # noqa: PLR0913
+def fit_weights(work: onnx.ModelProto, ann: onnx.ModelProto, snn, layer: Layer, shape: tuple[int, ...],  # noqa: PLR0913
                 p: LayerParams, available: set[str], calib: Dataset, store: SpikeStore, config: Config, budget: Budget,
                 held: int) -> WeightFit | None:
-    """``work`` with the weights feeding ``current`` fitted through the IF neurons of parameters
-    ``p`` (module docstring; ``ann``: the ANN whose current is the refit's target), or None when
-    the layer cannot be fitted (logged) or the fit does not lower the held-back loss."""
+    """``work`` with the weights feeding ``layer`` (activation ``shape`` per sample) fitted through
+    its IF neurons of parameters ``p`` (module docstring; ``ann``: the ANN whose activation and
+    current are the targets), or None when the layer cannot be fitted (logged) or the fit does not
+    lower the held-back loss."""
+    current = layer.current
     node = weighted_source(work, current)
     why = _unsupported(node, current)
     if why:
         log.info("weight fit skipped for current '%s': %s", current, why)
         return None
-    rows = _rows(target, config, budget, held, node)
+    index = search_neurons(shape, FIT_NEURONS)
+    rows = _rows(len(calib), index.size, shape, config, budget, held, node)
     if rows < MIN_SAMPLES:
         log.info("weight fit skipped for current '%s': too few samples fit the budget", current)
         return None
-    cols = _patches(snn, node, target, available, calib.head(rows), store, config, budget, held)
-    layer = _Layer(cols, target, p, config.T, node)
+    target, z = _ann_values(ann, layer, node, shape, index, calib.head(rows), config, budget, held)
+    cols = _patches(snn, node, target, available, calib.head(rows), store, config, budget, held + z.nbytes)
+    fitted = _Layer(cols, target, p, config.T, node)
+    del cols
     split = max(1, int(round(FIT_SHARE * rows)))
-    held_back = slice(split, rows)
-    z = _preactivation(ann, node, target, calib.head(split), config, budget, held + cols.nbytes)
-    best, before, after = fit_layer(layer, z, split, rows)
-    w0 = layer.start()
+    best, before, after = fit_layer(fitted, z[:split], split, rows)
+    w0 = fitted.start()
     if not after < before:
         log.info("weight fit of current '%s' not kept: held-back loss %.4g, best fit %.4g", current, before, after)
         return None
-    w, b = layer.unpack(best)
+    w, b = fitted.unpack(best)
     change = float(np.linalg.norm(best - w0) / max(np.linalg.norm(w0), 1e-30))
-    return WeightFit(replace_weights(work, node, w, b), held_back, before, after, change)
+    return WeightFit(replace_weights(work, node, w, b), before, after, change, fitted.rows(slice(split, rows)), best)
 
 
 def fit_layer(layer: _Layer, z: np.ndarray, split: int, rows: int) -> tuple[np.ndarray, float, float]:
@@ -131,18 +146,26 @@ def _kernel_size(node: gs.Node) -> int:
                                                                 else w.shape[1])
 
 
-def _rows(target: LayerTargets, config: Config, budget: Budget, held: int, node: gs.Node) -> int:
-    """Search samples whose patches (all steps, float32, and one working copy) fit half the budget."""
-    positions = target.index.size // target.channels
-    per_sample = 2 * config.T * positions * _kernel_size(node) * 4 + 16 * target.index.size * config.T
-    room = max(0, budget.free(held)) // 2
-    return int(min(target.sample.shape[0], room // max(per_sample, 1)))
+def _rows(samples: int, neurons: int, shape: tuple[int, ...], config: Config, budget: Budget, held: int,
+          node: gs.Node) -> int:
+    """Samples (of ``samples``) whose patches (all steps and their mean, float32) and the IF
+    simulation's arrays at ``neurons`` neurons take at most ``FIT_BYTES``: a number that does not depend on the
+    budget, so neither does the fit, unless half the budget's free room cannot hold them (then
+    fewer, logged)."""
+    positions = neurons // (shape[0] if shape else 1)
+    per_sample = max(1, (config.T + 1) * positions * _kernel_size(node) * 4 + 16 * neurons * config.T)
+    rows = min(samples, FIT_BYTES // per_sample)
+    room = max(0, budget.free(held)) // 2 // per_sample
+    if room < rows:
+        log.info("weight fit set cut from %d to %d samples by the memory limit (raise --memory-limit to fit "
+                 "on all of them)", rows, room)
+    return int(min(rows, room))
 
 
 def _patches(snn, node: gs.Node, target: LayerTargets, available: set[str], data: Dataset, store: SpikeStore,
              config: Config, budget: Budget, held: int) -> np.ndarray:
-    """The op's input patches at the search positions: [steps (T, or 1 for a constant input),
-    samples, positions, K]."""
+    """The op's input patches at the fit's positions: [samples, steps (T, or 1 for a constant
+    input), positions, K], filled block by block (no second copy)."""
     x_name = node.inputs[0].name
     segment = Segment(snn, x_name, available, config)
     spikes = frozenset(n for n in segment.inputs if n in store)
@@ -150,14 +173,18 @@ def _patches(snn, node: gs.Node, target: LayerTargets, available: set[str], data
     size = budget.run_size("weight fit", fp, len(data), config.T, config.batch_size, held + store.ram_bytes,
                            chunkable=False)
     positions = target.index[: target.index.size // target.channels]
-    parts = []
+    out = None
     for block in blocks(len(data), config.T, size.samples, config.T):
         x = segment.run(block_feeds(data, block, store, segment.inputs))
         steps = config.T if len(x) == config.T * block.samples else 1
         x = x.reshape(steps, block.samples, *x.shape[1:])
-        parts.append(np.stack([_at_positions(x[t], node, positions) for t in range(steps)]))
-        del x
-    return np.concatenate(parts, axis=1)
+        for t in range(steps):
+            cols = _at_positions(x[t], node, positions)
+            if out is None:
+                out = np.empty((len(data), steps, *cols.shape[1:]), np.float32)
+            out[block.start:block.stop, t] = cols
+        del x, cols
+    return out
 
 
 def _at_positions(x: np.ndarray, node: gs.Node, positions: np.ndarray) -> np.ndarray:
@@ -175,14 +202,29 @@ class _Layer:
 
     def __init__(self, cols: np.ndarray, target: LayerTargets, p: LayerParams, T: int, node: gs.Node):
         self.T, self.node = T, node
-        self.cols = np.ascontiguousarray(np.swapaxes(cols, 0, 1), np.float32)  # [S, steps, P, K]
+        self.cols = np.ascontiguousarray(cols, np.float32)  # [S, steps, P, K], as :func:`_patches` makes them
         self.mean = self.cols.mean(axis=1)  # x_bar patches [S, P, K]
         self.C, self.P, self.K = target.channels, cols.shape[2], cols.shape[3]
         order = (np.arange(self.C)[None, :] * self.P + np.arange(self.P)[:, None]).reshape(-1)
         self.a = np.ascontiguousarray(target.sample[:len(self.cols)][:, order], np.float32)
-        at = lambda v: np.broadcast_to(np.asarray(v, np.float32), target.shape).reshape(-1)[target.index][order]  # noqa: E731
-        self.theta, self.v0 = at(p.threshold), at(p.v0)
-        self.bias = at(p.bias) if p.bias is not None else np.zeros_like(self.theta)
+        self._at = lambda v: np.broadcast_to(np.asarray(v, np.float32), target.shape).reshape(-1)[target.index][order]  # noqa: E731
+        self._set(p)
+
+    def _set(self, p: LayerParams) -> None:
+        self.theta, self.v0 = self._at(p.threshold), self._at(p.v0)
+        self.bias = self._at(p.bias) if p.bias is not None else np.zeros_like(self.theta)
+
+    def with_params(self, p: LayerParams) -> _Layer:
+        """The same neurons and inputs with the IF parameters ``p``."""
+        other = copy.copy(self)
+        other._set(p)
+        return other
+
+    def rows(self, rows: slice) -> _Layer:
+        """The layer on the samples ``rows`` only (copied: the rest can be freed)."""
+        other = copy.copy(self)
+        other.cols, other.mean, other.a = self.cols[rows].copy(), self.mean[rows].copy(), self.a[rows].copy()
+        return other
 
     def start(self) -> np.ndarray:
         w = np.asarray(self.node.inputs[1].values, np.float64)
@@ -237,17 +279,21 @@ class _Layer:
         return float(np.sum(err ** 2, dtype=np.float64)), np.concatenate([dw, db[None]], 0).astype(np.float64)
 
 
-def _preactivation(ann: onnx.ModelProto, node: gs.Node, target: LayerTargets, data: Dataset, config: Config,
-                   budget: Budget, held: int) -> np.ndarray:
-    """The ANN's output of ``node`` (the layer's current before the activation) on ``data`` at the
-    search neurons: [samples, n], in runs sized by the budget."""
-    name = node.outputs[0].name
-    model = expose(ann, [name])
-    size = plan_runs(budget, "weight fit (ANN)", model, [name], len(data), config, held)
+def _ann_values(ann: onnx.ModelProto, layer: Layer, node: gs.Node, shape: tuple[int, ...], index: np.ndarray,
+                data: Dataset, config: Config, budget: Budget, held: int) -> tuple[LayerTargets, np.ndarray]:
+    """The ANN's activation ``a`` of ``layer`` (as the fit's targets) and the output of ``node``
+    (its current before the activation, ``z``) on ``data`` at the neurons ``index``, in runs
+    sized by the budget."""
+    names = [layer.output, node.outputs[0].name]
+    model = expose(ann, names)
+    size = plan_runs(budget, "weight fit (ANN)", model, names, len(data), config, held)
     session = make_session(model, config, spin=False)
-    parts = [values[name].reshape(len(values[name]), -1)[:, target.index]
-             for _, values in run_batches(session, data, size.samples, [name])]
-    return np.concatenate(parts).astype(np.float64)
+    parts = [[values[n].reshape(len(values[n]), -1)[:, index] for n in names]
+             for _, values in run_batches(session, data, size.samples, names)]
+    a, z = (np.concatenate([part[k] for part in parts]) for k in range(2))
+    positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    target = LayerTargets(layer.name, shape, np.empty(0), index, index // positions, a.astype(np.float32))
+    return target, z.astype(np.float64)
 
 
 def _least_squares(mean: np.ndarray, z: np.ndarray, w0: np.ndarray) -> np.ndarray:

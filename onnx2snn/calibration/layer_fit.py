@@ -58,18 +58,6 @@ class LayerFitter:
         return final, LayerFit(self.target.name, sse1 / size, sse_s / size, (sse_c if better else sse_s) / size,
                                better)
 
-    def held_back_error(self, p: LayerParams, rows: slice) -> float:
-        """sum (r - a)^2 with parameters ``p`` on the search samples ``rows`` (those a weight fit
-        held back)."""
-        search = self._search_currents()[:, rows]
-        self._total = self.kernel.total(search)
-        target, self.target = self.target, dataclasses.replace(self.target, sample=self.target.sample[rows])
-        try:
-            return self._sse(search, [p])[0]
-        finally:
-            self.target = target
-            self.runs.clear()
-
     def _search_currents(self) -> np.ndarray:
         """Currents of the search samples at the search neurons: [T (or 1), S, n], gathered from
         the blocks that hold search samples."""
