@@ -8,7 +8,7 @@ import pytest
 import onnx2snn
 from conftest import MODELS
 from onnx2snn import Config
-from onnx2snn.calibration import fit
+from onnx2snn.calibration import fit, surrogate
 from onnx2snn.calibration.refit import NormalEquations
 from onnx2snn.calibration.targets import LayerTargets
 from onnx2snn.simulation.budget import Budget
@@ -66,7 +66,7 @@ def layer_case(samples=96, seed=0):
 def test_conv_patches_reproduce_the_convolution():
     """The fit's currents (patches x weights) against a reference convolution of the mean input."""
     node, cols, target, params, _, mean_in = layer_case(samples=8)
-    layer = fit._Layer(cols, target, params, T, node)
+    layer = surrogate.SpikingLayer(cols, target, params, T, node)
     currents = layer.currents(layer.start(), slice(0, 8))  # [N, T, P*C], position-major
     expected = conv(mean_in, node).reshape(8, COUT, -1).transpose(0, 2, 1).reshape(8, -1)
     np.testing.assert_allclose(currents.mean(1), expected, rtol=1e-5, atol=1e-5)
@@ -76,7 +76,7 @@ def test_gradient_matches_finite_differences_of_the_envelope_loss(monkeypatch):
     """With the count replaced by its envelope (the surrogate the backward pass uses), the
     analytic gradient equals central differences of the loss."""
     node, cols, target, params, _, _ = layer_case(samples=6)
-    layer = fit._Layer(cols[:6].astype(np.float64), target, params, T, node)
+    layer = surrogate.SpikingLayer(cols[:6].astype(np.float64), target, params, T, node)
 
     def envelope(wb, rows):
         c = layer.currents(wb, rows)
@@ -100,7 +100,7 @@ def test_fitted_layer_beats_phase2_alone_and_the_least_squares_refit_on_held_bac
     than the current weights' and no higher than the least-squares refit's (the --refit-weights
     method: the mean current fitted to the ANN's), which is one of the fit's candidates."""
     node, cols, target, params, z, mean_in = layer_case()
-    layer = fit._Layer(cols, target, params, T, node)
+    layer = surrogate.SpikingLayer(cols, target, params, T, node)
     split, rows = 72, 96
     held = slice(split, rows)
     equations = NormalEquations(node)
@@ -108,7 +108,7 @@ def test_fitted_layer_beats_phase2_alone_and_the_least_squares_refit_on_held_bac
         equations.add(mean_in[i:i + 1], z[i:i + 1])
     w_ls, b_ls = equations.solve()
     refit = layer.loss(np.concatenate([w_ls.reshape(COUT, -1).T, b_ls[None]], 0), held)
-    best, before, after = fit.fit_layer(layer, z.reshape(len(z), -1)[:split], split, rows)
+    best, before, after = surrogate.fit_layer(layer, z.reshape(len(z), -1)[:split], split, rows)
     assert after == layer.loss(best, held)
     assert after < 0.95 * before and after <= refit * (1 + 1e-6), (before, refit, after)
 
@@ -118,9 +118,9 @@ def test_held_back_record_judges_the_layer_calibrated_again():
     held-back loss; other parameters (the layer calibrated again) change it, and the record does not
     share its arrays with the freed fit samples."""
     node, cols, target, params, z, _ = layer_case()
-    layer = fit._Layer(cols, target, params, T, node)
+    layer = surrogate.SpikingLayer(cols, target, params, T, node)
     split, rows = 72, 96
-    best, _, after = fit.fit_layer(layer, z.reshape(len(z), -1)[:split], split, rows)
+    best, _, after = surrogate.fit_layer(layer, z.reshape(len(z), -1)[:split], split, rows)
     held = layer.rows(slice(split, rows))
     assert not np.shares_memory(held.cols, layer.cols) and len(held.a) == rows - split
     assert held.loss(best, slice(None)) == after

@@ -3,35 +3,25 @@
 For a spiking layer whose current is the output of one Conv (groups 1, 1-D or 2-D) or Gemm,
 ``c_t = W x_t + b`` (``x_t``: that op's input at step t in the SNN whose earlier layers are already
 calibrated), the layer's rate ``r = theta / T * count_T(IF(c; theta, v0, bias))`` is fitted to the
-ANN activation ``a`` on the fit's samples and neurons (below):
+ANN activation ``a``, ``min_{W, b} sum (r - a)^2``, through the true IF simulation with a
+straight-through gradient (the maths and the optimiser: :mod:`.surrogate`). This module gathers
+what that needs and applies the result:
 
-    min_{W, b}  L = sum (r - a)^2
+- the **fit set**, a set of its own, larger than phase 2's search set: the phase-2 samples, as many
+  as ``FIT_BYTES`` of input patches hold, at up to ``FIT_NEURONS`` neurons (every channel, the same
+  random positions in each; the search set's 256 samples x 2,048 neurons over-fit,
+  docs/accuracy.md). The first ``FIT_SHARE`` of its samples fit, the rest are held back;
+- the **inputs**: the op's input patches (im2col) at those positions, all steps, from the stored
+  spike trains of earlier layers; the **targets**: the ANN's activation and current there;
+- the new weights in a copy of the model, kept only when they lower the held-back loss, with the
+  held-back samples to judge the layer once it is calibrated again.
 
-The forward pass is the true IF simulation (reset by subtraction, at most one spike per step), so
-L is the SNN's own error. The backward pass replaces the spike count by its piecewise-linear
-envelope ``clip((sum_t c_t + v0 + T bias) / theta, 0, T)`` (a straight-through estimate), whose
-derivative is ``1 / theta`` inside ``(0, T theta)`` and 0 outside; with ``sum_t c_t = T (W x_bar + b)``:
-
-    dL/dW_o = sum_n 2 (r_n - a_n) m_n x_bar_n ,   dL/db_o = sum_n 2 (r_n - a_n) m_n ,
-    m_n = 1[0 < sum_t c_t + v0 + T bias < T theta]
-
-over the neurons n of output channel o (``x_bar``: the mean over T of the input patch at the
-neuron's position; for a Conv the gradient is a correlation of patches, im2col). The fit has a set
-of its own, larger than phase 2's search set: the phase-2 samples (as many as ``FIT_BYTES`` of
-patches hold) at up to ``FIT_NEURONS`` neurons (every channel, the same random positions in each); the search
-set's 256 samples x 2,048 neurons over-fit (docs/accuracy.md). The first ``FIT_SHARE`` of its
-samples fit, the rest are held back. The start is the better, on the held-back samples, of the
-current weights and their least-squares refit to the ANN's current
-(``x_bar W + b ~ z``, ridge towards W, as :mod:`.refit` but at the fit's neurons); Adam then takes
-``ITERATIONS`` full-batch steps, and the weights with the lowest held-back loss among the start and
-the iterates are returned -- none when they do not beat the current weights there.
 Deterministic: the neurons are drawn with a fixed seed, the samples are as many as ``FIT_BYTES``
 holds, whatever the budget (fewer, logged, only when half the budget's free room is smaller).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 
@@ -46,18 +36,17 @@ from ..simulation.budget import Budget
 from ..simulation.footprint import footprint
 from ..snn.params import LayerParams
 from ..simulation.runtime import expose, make_session, plan_runs, run_batches
-from .refit import RIDGE, conv_patches, replace_weights, weighted_source
+from .refit import conv_patches, replace_weights, weighted_source
 from .segments import Segment, block_feeds, blocks
 from .spikes import SpikeStore
+from .surrogate import SpikingLayer, fit_layer
 from .targets import LayerTargets, search_neurons
 
 log = logging.getLogger(__name__)
 
-ITERATIONS = 50
 FIT_SHARE = 0.75
 FIT_NEURONS = 8192
 FIT_BYTES = 1 << 30  # the fit set's patches, whatever the budget (_rows)
-LEARNING_RATE = 0.02  # Adam's step, relative to the root mean square of the starting weights
 MIN_SAMPLES = 16
 
 
@@ -71,7 +60,7 @@ class WeightFit:
     held_before: float
     held_after: float
     change: float
-    held_back: _Layer  # the layer on the held-back samples, to judge the layer calibrated again
+    held_back: SpikingLayer  # the layer on the held-back samples, to judge the layer calibrated again
     weights: np.ndarray  # the fitted [W; b]
 
     def held_back_error(self, p: LayerParams) -> float:
@@ -99,7 +88,7 @@ def fit_weights(work: onnx.ModelProto, ann: onnx.ModelProto, snn, layer: Layer, 
         return None
     target, z = _ann_values(ann, layer, node, shape, index, calib.head(rows), config, budget, held)
     cols = _patches(snn, node, target, available, calib.head(rows), store, config, budget, held + z.nbytes)
-    fitted = _Layer(cols, target, p, config.T, node)
+    fitted = SpikingLayer(cols, target, p, config.T, node)
     del cols
     split = max(1, int(round(FIT_SHARE * rows)))
     best, before, after = fit_layer(fitted, z[:split], split, rows)
@@ -110,19 +99,6 @@ def fit_weights(work: onnx.ModelProto, ann: onnx.ModelProto, snn, layer: Layer, 
     w, b = fitted.unpack(best)
     change = float(np.linalg.norm(best - w0) / max(np.linalg.norm(w0), 1e-30))
     return WeightFit(replace_weights(work, node, w, b), before, after, change, fitted.rows(slice(split, rows)), best)
-
-
-def fit_layer(layer: _Layer, z: np.ndarray, split: int, rows: int) -> tuple[np.ndarray, float, float]:
-    """(the fitted ``[W; b]``, the held-back loss of the current weights, that of the fitted ones):
-    the start is the better on the held-back rows of the current weights and their least-squares
-    refit to the ANN's current ``z`` on the fit rows; then Adam (module docstring)."""
-    w0, held_back = layer.start(), slice(split, rows)
-    refit = _least_squares(layer.mean[:split], z, w0)
-    before, start = layer.loss(w0, held_back), w0
-    if layer.loss(refit, held_back) < before:
-        start = refit
-    best, after = _adam(layer, start, split, rows)
-    return best, before, after
 
 
 def _unsupported(node: gs.Node | None, current: str) -> str | None:
@@ -195,90 +171,6 @@ def _at_positions(x: np.ndarray, node: gs.Node, positions: np.ndarray) -> np.nda
     return conv_patches(x, node, positions).astype(np.float32)
 
 
-class _Layer:
-    """The layer's search neurons as a function of its weights ``[K + 1, C]`` (bias last). Held
-    position-major (neuron ``p * C + c``: one GEMM per pass, no transposes), patches as
-    ``[samples, steps, P, K]``; ``a``, theta, v0 and bias reordered to match once."""
-
-    def __init__(self, cols: np.ndarray, target: LayerTargets, p: LayerParams, T: int, node: gs.Node):
-        self.T, self.node = T, node
-        self.cols = np.ascontiguousarray(cols, np.float32)  # [S, steps, P, K], as :func:`_patches` makes them
-        self.mean = self.cols.mean(axis=1)  # x_bar patches [S, P, K]
-        self.C, self.P, self.K = target.channels, cols.shape[2], cols.shape[3]
-        order = (np.arange(self.C)[None, :] * self.P + np.arange(self.P)[:, None]).reshape(-1)
-        self.a = np.ascontiguousarray(target.sample[:len(self.cols)][:, order], np.float32)
-        self._at = lambda v: np.broadcast_to(np.asarray(v, np.float32), target.shape).reshape(-1)[target.index][order]  # noqa: E731
-        self._set(p)
-
-    def _set(self, p: LayerParams) -> None:
-        self.theta, self.v0 = self._at(p.threshold), self._at(p.v0)
-        self.bias = self._at(p.bias) if p.bias is not None else np.zeros_like(self.theta)
-
-    def with_params(self, p: LayerParams) -> _Layer:
-        """The same neurons and inputs with the IF parameters ``p``."""
-        other = copy.copy(self)
-        other._set(p)
-        return other
-
-    def rows(self, rows: slice) -> _Layer:
-        """The layer on the samples ``rows`` only (copied: the rest can be freed)."""
-        other = copy.copy(self)
-        other.cols, other.mean, other.a = self.cols[rows].copy(), self.mean[rows].copy(), self.a[rows].copy()
-        return other
-
-    def start(self) -> np.ndarray:
-        w = np.asarray(self.node.inputs[1].values, np.float64)
-        b = np.asarray(self.node.inputs[2].values, np.float64) if len(self.node.inputs) > 2 else None
-        if self.node.op == "Conv":
-            wm = w.reshape(w.shape[0], -1).T
-        else:
-            wm = w.T if int(self.node.attrs.get("transB", 0)) else w
-        b = np.zeros(wm.shape[1]) if b is None else np.broadcast_to(b, (wm.shape[1],))
-        return np.concatenate([wm, b[None]], 0)
-
-    def unpack(self, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        w = np.asarray(self.node.inputs[1].values)
-        wm, b = wb[:-1], wb[-1]
-        if self.node.op == "Conv":
-            new = wm.T.reshape(w.shape)
-        else:
-            new = wm.T if int(self.node.attrs.get("transB", 0)) else wm
-        return new.astype(w.dtype), b.astype(w.dtype)
-
-    def currents(self, wb: np.ndarray, rows: slice) -> np.ndarray:
-        """c_t at the search neurons: [S, steps, P * C] (position-major)."""
-        cols = self.cols[rows]
-        c = cols.reshape(-1, self.K) @ wb[:-1].astype(np.float32) + wb[-1].astype(np.float32)
-        return c.reshape(cols.shape[0], cols.shape[1], -1)
-
-    def rates(self, wb: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-        """(the IF rates over T [S, n], the sum over T of the input current with v0 and bias)."""
-        c = self.currents(wb, rows)
-        v = np.broadcast_to(self.v0, (c.shape[0], c.shape[2])).copy()
-        count = np.zeros_like(v)
-        for t in range(self.T):
-            v += c[:, t if c.shape[1] > 1 else 0]
-            v += self.bias
-            fired = v >= self.theta
-            v -= self.theta * fired
-            count += fired
-        total = c.sum(axis=1) * (self.T if c.shape[1] == 1 else 1) + self.v0 + self.T * self.bias
-        return self.theta / self.T * count, total
-
-    def loss(self, wb: np.ndarray, rows: slice) -> float:
-        r, _ = self.rates(wb, rows)
-        return float(np.sum((r - self.a[rows]) ** 2, dtype=np.float64))
-
-    def gradient(self, wb: np.ndarray, rows: slice) -> tuple[float, np.ndarray]:
-        """(L, dL/d[W; b]) by the straight-through envelope (module docstring)."""
-        r, total = self.rates(wb, rows)
-        err = r - self.a[rows]
-        g = (2 * err * ((total > 0) & (total < self.T * self.theta))).reshape(-1, self.C)  # [(S, P), C]
-        dw = self.mean[rows].reshape(-1, self.K).T @ g
-        db = g.sum(axis=0)
-        return float(np.sum(err ** 2, dtype=np.float64)), np.concatenate([dw, db[None]], 0).astype(np.float64)
-
-
 def _ann_values(ann: onnx.ModelProto, layer: Layer, node: gs.Node, shape: tuple[int, ...], index: np.ndarray,
                 data: Dataset, config: Config, budget: Budget, held: int) -> tuple[LayerTargets, np.ndarray]:
     """The ANN's activation ``a`` of ``layer`` (as the fit's targets) and the output of ``node``
@@ -294,34 +186,3 @@ def _ann_values(ann: onnx.ModelProto, layer: Layer, node: gs.Node, shape: tuple[
     positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     target = LayerTargets(layer.name, shape, np.empty(0), index, index // positions, a.astype(np.float32))
     return target, z.astype(np.float64)
-
-
-def _least_squares(mean: np.ndarray, z: np.ndarray, w0: np.ndarray) -> np.ndarray:
-    """``[W; b]`` minimising ``sum (x_bar W + b - z)^2 + lam ||[W; b] - w0||^2`` over the samples
-    and positions (``mean`` [S, P, K]; ``z`` [S, C * P], the targets' channel-major order): the
-    refit of the mean current (:mod:`.refit`) at the search neurons, ``lam`` = RIDGE * trace(X^T X) / d."""
-    s, positions, k = mean.shape
-    x = np.concatenate([mean.reshape(-1, k), np.ones((s * positions, 1), mean.dtype)], 1).astype(np.float64)
-    y = np.swapaxes(z.reshape(s, -1, positions), 1, 2).reshape(s * positions, -1)  # [(s, p), C]
-    xtx = x.T @ x
-    lam = RIDGE * np.trace(xtx) / len(xtx)
-    return np.linalg.solve(xtx + lam * np.eye(len(xtx)), x.T @ y + lam * w0)
-
-
-def _adam(layer: _Layer, w0: np.ndarray, split: int, rows: int) -> tuple[np.ndarray, float]:
-    """Adam from ``w0`` on the first ``split`` rows; of ``w0`` and the iterates, the one with the
-    lowest loss on the others, and that loss."""
-    fit, held = slice(0, split), slice(split, rows)
-    step = LEARNING_RATE * float(np.sqrt(np.mean(w0[:-1] ** 2)) or 1.0)
-    m, v, wb = np.zeros_like(w0), np.zeros_like(w0), w0.copy()
-    best, best_loss = w0, layer.loss(w0, held)
-    for i in range(1, ITERATIONS + 1):
-        _, g = layer.gradient(wb, fit)
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        wb = wb - step * (m / (1 - 0.9 ** i)) / (np.sqrt(v / (1 - 0.999 ** i)) + 1e-12)
-        if i % 5 == 0 or i == ITERATIONS:
-            loss = layer.loss(wb, held)
-            if loss < best_loss:
-                best, best_loss = wb.copy(), loss
-    return best, best_loss
