@@ -43,7 +43,22 @@ def dynamo(name: str, arch: str) -> None:
     torch.onnx.export(model, (sample,), str(OUT / f"{name}_dynamo.onnx"), dynamo=True, external_data=True,
                       input_names=["image"], output_names=["scores"],
                       dynamic_shapes=({0: torch.export.Dim("batch")},))
+    drop_stack_traces(OUT / f"{name}_dynamo.onnx")
     save_data(f"{name}_dynamo", splits["calib"], splits["test"])
+
+
+def drop_stack_traces(path) -> None:
+    """Remove the exporter's per-node Python stack traces (they name files of the machine that
+    exported); the weights in the external data file are left as they are."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for node in model.graph.node:
+        keep = [(p.key, p.value) for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        for key, value in keep:
+            node.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
 
 
 def sklearn_models() -> None:
