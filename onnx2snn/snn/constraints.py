@@ -68,16 +68,10 @@ def _int8_violations(snn, neurons, consts, record, target: Target) -> list[str]:
     layers = {_source(n.input[0], producers, init)[0] for n in neurons}  # Conv/Gemm outputs feeding neurons
     for node in [n for n in snn.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in init]:
         c = int8.input_factors(snn, node, thetas, shapes, aliases)
-        w = int8.output_major(node, int8.initializer(snn, node.input[1])).astype(np.float64)
-        cb = c.reshape((1, -1) + (1,) * (w.ndim - 2)) if c.ndim else c
-        eff = w * cb
-        peak = np.abs(eff.reshape(len(eff), -1)).max(axis=1)
-        if target.bias_levels is not None and node.output[0] in layers and len(node.input) > 2 and node.input[2]:
-            bias = weights.to_array(init[node.input[2]]).astype(np.float64)
-            peak = np.maximum(peak, np.abs(bias))  # the bias shares the 127 steps (int8.quantize)
-        sigma = peak / int8.LEVELS
-        sigma = np.full_like(sigma, sigma.max()) if target.layer_scale else sigma
-        sigma = np.where(sigma > 0, sigma, 1.0)
+        w = int8.output_major(node, int8.initializer(snn, node.input[1]))
+        shares = target.bias_levels is not None and node.output[0] in layers and len(node.input) > 2 and node.input[2]
+        bias = weights.to_array(init[node.input[2]]) if shares else None  # the bias shares the 127 steps
+        eff, sigma = int8.scale(w, c, target.layer_scale, bias)
         sigmas[node.output[0]] = sigma
         if int8.off_grid(eff, sigma):
             found.append(f"{node.name}: weights are not int8 multiples of one scale per output channel")

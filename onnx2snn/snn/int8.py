@@ -97,24 +97,36 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return onnx.helper.get_attribute_value(found[0]) if found else default
 
 
-def quantize(w_out: np.ndarray, c: np.ndarray, per_layer: bool = False,
-             bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(float weight ``sigma q / c`` of dtype ``w_out``'s, sigma per output channel) for output-major
-    ``w_out`` and input factors ``c`` (per axis-1 entry, or a scalar); ``per_layer``: one sigma for
-    all channels (still returned once per channel); ``bias``: a bias that must fit the same 127
-    steps (DYNAP-CNN's biases share the weights' 8 bits: sinabs's ``discretize.py`` takes the
-    coarser of the two scales, so does this)."""
-    c = np.asarray(c, np.float64)
-    cb = c.reshape((1, -1) + (1,) * (w_out.ndim - 2)) if c.ndim else c
-    eff = w_out.astype(np.float64) * cb
+def scale(w_out: np.ndarray, c: np.ndarray, per_layer: bool = False,
+          bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(the effective weight ``W c`` in float64, its step ``sigma`` per output channel) for
+    output-major ``w_out`` and input factors ``c`` (per axis-1 entry, or a scalar): sigma = the
+    channel's largest ``|W c|`` / 127 (1 for an all-zero channel); ``per_layer``: one sigma for all
+    channels (still returned once per channel); ``bias``: a bias that must fit the same 127 steps
+    (DYNAP-CNN's biases share the weights' 8 bits: sinabs's ``discretize.py`` takes the coarser of
+    the two scales, so does this)."""
+    eff = w_out.astype(np.float64) * _per_input(c, w_out.ndim)
     peak = np.abs(eff.reshape(len(eff), -1)).max(axis=1)
     if bias is not None:
         peak = np.maximum(peak, np.abs(np.asarray(bias, np.float64)))
     if per_layer:
         peak = np.full_like(peak, peak.max())
-    sigma = np.where(peak > 0, peak / LEVELS, 1.0)
-    q = np.rint(eff / sigma.reshape((-1,) + (1,) * (eff.ndim - 1)))
-    return (q * sigma.reshape((-1,) + (1,) * (eff.ndim - 1)) / cb).astype(w_out.dtype), sigma
+    return eff, np.where(peak > 0, peak / LEVELS, 1.0)
+
+
+def _per_input(c: np.ndarray, ndim: int) -> np.ndarray:
+    """Input factors ``c`` shaped to broadcast against an output-major weight of ``ndim`` axes."""
+    c = np.asarray(c, np.float64)
+    return c.reshape((1, -1) + (1,) * (ndim - 2)) if c.ndim else c
+
+
+def quantize(w_out: np.ndarray, c: np.ndarray, per_layer: bool = False,
+             bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(float weight ``sigma q / c`` of dtype ``w_out``'s, sigma per output channel): ``W c``
+    rounded to integer multiples ``q`` of its :func:`scale` (same arguments)."""
+    eff, sigma = scale(w_out, c, per_layer, bias)
+    step = sigma.reshape((-1,) + (1,) * (eff.ndim - 1))
+    return (np.rint(eff / step) * step / _per_input(c, w_out.ndim)).astype(w_out.dtype), sigma
 
 
 def on_grid(values: np.ndarray, sigma: np.ndarray, minimum: int | None = None,
