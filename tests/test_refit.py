@@ -49,6 +49,29 @@ def test_normal_equations_match_onnxruntime_conv_and_recover_weights(shape, attr
     np.testing.assert_allclose(b2, b, atol=2e-2)
 
 
+@pytest.mark.parametrize("shape,attrs", [
+    ((4, 3, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((4, 3, 3, 2), {"strides": [2, 1], "pads": [0, 1, 1, 0]}),
+    ((4, 3, 2, 2), {"dilations": [2, 3]}),
+    ((4, 3, 5), {"pads": [2, 1], "strides": [2]}),
+])
+def test_patches_at_positions_are_the_rows_of_the_full_im2col(shape, attrs):
+    """The gather at chosen output positions (the weight fit's) equals those rows of the
+    sliding-window im2col, and both reproduce onnxruntime's Conv."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=shape).astype(np.float32)
+    model, node, dims = conv_node(w, np.zeros(shape[0], np.float32), **attrs)
+    x = rng.normal(size=(5, shape[1]) + (9,) * dims).astype(np.float32)
+    y = run_ort(model, {"x": x})[0]
+    out = int(np.prod(y.shape[2:]))
+    positions = np.random.default_rng(2).choice(out, size=min(out, 7), replace=False)
+    full = _im2col(x, node).reshape(5, out, -1)
+    picked = _im2col(x, node, positions)
+    np.testing.assert_array_equal(picked, full[:, positions])
+    np.testing.assert_allclose(picked @ w.reshape(shape[0], -1).T, y.reshape(5, shape[0], -1)[:, :, positions]
+                               .transpose(0, 2, 1), rtol=1e-5, atol=1e-5)
+
+
 def test_gemm_with_transposed_weights_is_recovered():
     model = mlp(widths=(6, 5, 3))
     node = gs.import_onnx(model).nodes[0]

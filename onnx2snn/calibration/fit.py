@@ -167,8 +167,8 @@ def _at_positions(x: np.ndarray, node: gs.Node, positions: np.ndarray) -> np.nda
     """[samples, positions, K]: a Gemm's input rows (one position), or a Conv's input patches at
     the flat output ``positions`` (each patch in the weight's layout: C_in, then the kernel)."""
     if node.op != "Conv":
-        return x.reshape(len(x), 1, -1).astype(np.float32)
-    return conv_patches(x, node, positions).astype(np.float32)
+        return x.reshape(len(x), 1, -1).astype(np.float32, copy=False)
+    return conv_patches(x, node, positions).astype(np.float32, copy=False)
 
 
 def _ann_values(ann: onnx.ModelProto, layer: Layer, node: gs.Node, shape: tuple[int, ...], index: np.ndarray,

@@ -168,17 +168,32 @@ def conv_patches(x: np.ndarray, node: gs.Node, positions: np.ndarray | None = No
     if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
         raise ValueError("auto_pad is not supported by the weight refit")
     x = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + dims]) for i in range(dims)])
+    if positions is not None:
+        flat = x.reshape(len(x), -1)
+        return np.take(flat, _patch_index(x.shape[1:], kernel, strides, dil, positions), axis=1)
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
     win = np.lib.stride_tricks.sliding_window_view(x, span, axis=tuple(range(2, 2 + dims)))
     win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)]
     win = win[(Ellipsis,) + tuple(slice(None, None, d) for d in dil)]  # [N, C, *out, *kernel]
     order = (0, *range(2, 2 + dims), 1, *range(2 + dims, 2 + 2 * dims))
-    win = win.transpose(order)  # [N, *out, C, *kernel]
-    k = int(np.prod(win.shape[1 + dims:]))
-    if positions is None:
-        return win.reshape(-1, k)
-    where = np.unravel_index(positions, win.shape[1:1 + dims])
-    return win[(slice(None), *where)].reshape(len(x), len(positions), k)
+    return win.transpose(order).reshape(-1, int(np.prod(win.shape[1:2]) * np.prod(kernel)))  # [N * out, C * kernel]
+
+
+def _patch_index(padded: tuple[int, ...], kernel, strides, dil, positions: np.ndarray) -> np.ndarray:
+    """[len(positions), C * prod(kernel)]: the flat index into one padded input sample ``[C,
+    *spatial]`` of each patch element: output position o, kernel offset k, spatial axis d read
+    ``o_d * stride_d + k_d * dilation_d``."""
+    channels, spatial = padded[0], padded[1:]
+    out = [(n - ((k - 1) * d + 1)) // s + 1 for n, k, d, s in zip(spatial, kernel, dil, strides)]
+    where = np.unravel_index(positions, out)
+    offsets = np.indices(kernel).reshape(len(kernel), -1)  # [dims, prod(kernel)]
+    index = np.zeros((len(positions), 1, offsets.shape[1]), np.int64)
+    for d in range(len(kernel)):
+        coord = where[d][:, None] * strides[d] + offsets[d][None] * dil[d]  # [P, prod(kernel)]
+        index = index * spatial[d] + coord[:, None, :]
+    plane = int(np.prod(spatial))
+    index = index + (np.arange(channels) * plane)[None, :, None]
+    return index.reshape(len(positions), -1)
 
 
 def replace_weights(ann: onnx.ModelProto, node: gs.Node, w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:

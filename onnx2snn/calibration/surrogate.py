@@ -12,7 +12,10 @@ pass replaces the count by its envelope ``clip((sum_t c_t + v0 + T bias) / theta
 
 :func:`fit_layer` starts from the better, on the held-back rows, of the current weights and their
 least-squares refit to the ANN's current ``z`` (ridge towards W), then takes ``ITERATIONS`` Adam
-steps and keeps the iterate with the lowest held-back loss.
+steps, each on one of ``BATCHES`` consecutive slices of the fit rows in turn (mini-batches: the
+gradient of ``L`` on a slice is an unbiased-in-expectation estimate of the whole set's, at an
+eighth of its cost), and keeps the iterate, checked every ``CHECK_EVERY`` steps, with the lowest
+held-back loss.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from .refit import RIDGE
 from .targets import LayerTargets
 
 ITERATIONS = 50
+BATCHES = 8  # mini-batches per pass over the fit rows
+CHECK_EVERY = 10  # steps between held-back checks
 LEARNING_RATE = 0.02  # Adam's step, relative to the root mean square of the starting weights
 
 
@@ -130,28 +135,33 @@ def fit_layer(layer: SpikingLayer, z: np.ndarray, split: int, rows: int) -> tupl
 def _least_squares(mean: np.ndarray, z: np.ndarray, w0: np.ndarray) -> np.ndarray:
     """``[W; b]`` minimising ``sum (x_bar W + b - z)^2 + lam ||[W; b] - w0||^2`` over the samples
     and positions (``mean`` [S, P, K]; ``z`` [S, C * P], the targets' channel-major order): the
-    refit of the mean current (:mod:`.refit`) at the search neurons, ``lam`` = RIDGE * trace(X^T X) / d."""
+    refit of the mean current (:mod:`.refit`) at the search neurons, ``lam`` = RIDGE * trace(X^T X) / d.
+    Products in float32 (the patches' type), the solve in float64."""
     s, positions, k = mean.shape
-    x = np.concatenate([mean.reshape(-1, k), np.ones((s * positions, 1), mean.dtype)], 1).astype(np.float64)
-    y = np.swapaxes(z.reshape(s, -1, positions), 1, 2).reshape(s * positions, -1)  # [(s, p), C]
-    xtx = x.T @ x
+    m = mean.reshape(-1, k)
+    y = np.swapaxes(z.reshape(s, -1, positions), 1, 2).reshape(s * positions, -1).astype(np.float32)  # [(s, p), C]
+    total = m.sum(axis=0, dtype=np.float64)
+    xtx = np.block([[(m.T @ m).astype(np.float64), total[:, None]], [total[None], np.full((1, 1), float(len(m)))]])
+    xty = np.concatenate([(m.T @ y).astype(np.float64), y.sum(axis=0, dtype=np.float64)[None]], 0)
     lam = RIDGE * np.trace(xtx) / len(xtx)
-    return np.linalg.solve(xtx + lam * np.eye(len(xtx)), x.T @ y + lam * w0)
+    return np.linalg.solve(xtx + lam * np.eye(len(xtx)), xty + lam * w0)
 
 
 def _adam(layer: SpikingLayer, w0: np.ndarray, split: int, rows: int) -> tuple[np.ndarray, float]:
-    """Adam from ``w0`` on the first ``split`` rows; of ``w0`` and the iterates, the one with the
-    lowest loss on the others, and that loss."""
-    fit, held = slice(0, split), slice(split, rows)
+    """Adam from ``w0`` on mini-batches of the first ``split`` rows (``BATCHES`` consecutive
+    slices, in turn); of ``w0`` and every ``CHECK_EVERY``-th iterate, the one with the lowest loss
+    on the other rows, and that loss."""
+    held, size = slice(split, rows), max(1, -(-split // BATCHES))
+    batches = [slice(start, min(start + size, split)) for start in range(0, split, size)]
     step = LEARNING_RATE * float(np.sqrt(np.mean(w0[:-1] ** 2)) or 1.0)
     m, v, wb = np.zeros_like(w0), np.zeros_like(w0), w0.copy()
     best, best_loss = w0, layer.loss(w0, held)
     for i in range(1, ITERATIONS + 1):
-        _, g = layer.gradient(wb, fit)
+        _, g = layer.gradient(wb, batches[(i - 1) % len(batches)])
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         wb = wb - step * (m / (1 - 0.9 ** i)) / (np.sqrt(v / (1 - 0.999 ** i)) + 1e-12)
-        if i % 5 == 0 or i == ITERATIONS:
+        if i % CHECK_EVERY == 0 or i == ITERATIONS:
             loss = layer.loss(wb, held)
             if loss < best_loss:
                 best, best_loss = wb.copy(), loss
