@@ -113,6 +113,23 @@ def test_fitted_layer_beats_phase2_alone_and_the_least_squares_refit_on_held_bac
     assert after < 0.95 * before and after <= refit * (1 + 1e-6), (before, refit, after)
 
 
+def test_adam_steps_take_the_fit_rows_in_mini_batches_and_never_the_held_back_ones(monkeypatch):
+    """Each Adam step's gradient reads one of ``BATCHES`` consecutive slices of the fit rows, in
+    turn, covering them all; the held-back rows are only ever scored."""
+    node, cols, target, params, _, _ = layer_case()
+    layer = surrogate.SpikingLayer(cols, target, params, T, node)
+    split, rows = 70, 96
+    seen = []
+    gradient = layer.gradient
+    monkeypatch.setattr(layer, "gradient", lambda wb, r: (seen.append((r.start, r.stop)), gradient(wb, r))[1])
+    surrogate._adam(layer, layer.start(), split, rows)
+    assert len(seen) == surrogate.ITERATIONS
+    batches = sorted(set(seen))
+    assert len(batches) == surrogate.BATCHES and batches[0][0] == 0 and batches[-1][1] == split
+    assert all(a[1] == b[0] for a, b in zip(batches, batches[1:]))  # consecutive, no overlap, no gap
+    assert seen[:surrogate.BATCHES] == batches  # in turn
+
+
 def test_held_back_record_judges_the_layer_calibrated_again():
     """The held-back samples kept after the fit (``_Layer.rows``) with the fit's parameters give its
     held-back loss; other parameters (the layer calibrated again) change it, and the record does not
